@@ -1,0 +1,335 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"unsafe"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+	"golang.org/x/term"
+
+	"berth/internal/runtime/child"
+	"berth/internal/runtime/seccomp"
+)
+
+// Run creates and starts a container. Unless detach is set it waits for the process and returns
+// its exit code (128+signal when killed), then deletes the container.
+func (r *Runtime) Run(ctx context.Context, o CreateOpts, detach bool) (int, error) {
+	if detach {
+		if err := r.Create(ctx, o); err != nil {
+			return 1, err
+		}
+		if err := r.Start(ctx, o.ID); err != nil {
+			if c, lerr := r.Load(o.ID); lerr == nil {
+				r.destroy(ctx, c)
+			}
+			return 1, err
+		}
+		return 0, nil
+	}
+	sigs := make(chan os.Signal, 64)
+	signal.Notify(sigs)
+	defer signal.Stop(sigs)
+	s, err := r.spawnInit(ctx, o, true)
+	if err != nil {
+		return 1, err
+	}
+	defer s.close()
+	c := s.c
+	fail := func(err error) (int, error) {
+		r.destroy(ctx, c)
+		return 1, err
+	}
+	if h := c.Spec.Hooks; h != nil && len(h.StartContainer) > 0 {
+		if err := r.runHooksIn(ctx, s.pid, c.Spec, "startContainer", h.StartContainer, r.StateOf(c)); err != nil {
+			return fail(err)
+		}
+	}
+	var restore func()
+	if s.master != nil {
+		if o.ConsoleSocket != "" {
+			if err := sendConsole(o.ConsoleSocket, s.master); err != nil {
+				return fail(err)
+			}
+		} else {
+			restore = attachTerminal(s.master)
+		}
+	}
+	if restore != nil {
+		defer restore()
+	}
+	if err := release(s.sync); err != nil {
+		return fail(err)
+	}
+	// The socket closes at execve; an error record means the exec failed.
+	for {
+		rec, fd, err := readRecord(s.sync)
+		if fd >= 0 {
+			unix.Close(fd)
+			continue
+		}
+		if err != nil || rec == nil {
+			break
+		}
+		if rec.Kind == child.StatusError {
+			return fail(s.builder.Describe(*rec))
+		}
+	}
+	c.Started = true
+	c.save()
+	if h := c.Spec.Hooks; h != nil && len(h.Poststart) > 0 {
+		if err := runHooks(ctx, "poststart", h.Poststart, r.StateOf(c)); err != nil {
+			return fail(err)
+		}
+	}
+	code := waitForward(s.pid, sigs, s.master)
+	if err := r.destroy(ctx, c); err != nil {
+		r.logger().Warn("delete container", "id", c.ID, "err", err)
+	}
+	return code, nil
+}
+
+// waitForward reaps pid, forwarding the signals this process receives, and returns the exit code.
+func waitForward(pid int, sigs chan os.Signal, master *os.File) int {
+	done := make(chan unix.WaitStatus, 1)
+	go func() {
+		var ws unix.WaitStatus
+		for {
+			_, err := unix.Wait4(pid, &ws, 0, nil)
+			if err != unix.EINTR {
+				break
+			}
+		}
+		done <- ws
+	}()
+	for {
+		select {
+		case ws := <-done:
+			if ws.Signaled() {
+				return 128 + int(ws.Signal())
+			}
+			return ws.ExitStatus()
+		case sig := <-sigs:
+			s := sig.(unix.Signal)
+			switch s {
+			case unix.SIGCHLD, unix.SIGURG, unix.SIGPIPE:
+				continue
+			case unix.SIGWINCH:
+				if master != nil {
+					resizeFrom(master, os.Stdin)
+				}
+				continue
+			}
+			unix.Kill(pid, s)
+		}
+	}
+}
+
+func resizeFrom(master *os.File, from *os.File) {
+	ws, err := unix.IoctlGetWinsize(int(from.Fd()), unix.TIOCGWINSZ)
+	if err == nil {
+		unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, ws)
+	}
+}
+
+// attachTerminal copies between this process's stdio and the pty master.
+func attachTerminal(master *os.File) func() {
+	var restore func()
+	if term.IsTerminal(int(os.Stdin.Fd())) {
+		if st, err := term.MakeRaw(int(os.Stdin.Fd())); err == nil {
+			restore = func() { term.Restore(int(os.Stdin.Fd()), st) }
+		}
+		resizeFrom(master, os.Stdin)
+	}
+	go io.Copy(master, os.Stdin)
+	done := make(chan struct{})
+	go func() {
+		io.Copy(os.Stdout, master)
+		close(done)
+	}()
+	return func() {
+		if restore != nil {
+			restore()
+		}
+	}
+}
+
+// ExecOpts are the options of exec.
+type ExecOpts struct {
+	Process       *specs.Process
+	PidFile       string
+	ConsoleSocket string
+	Detach        bool
+	PreserveFDs   int
+}
+
+// Exec runs a new process in a running container. Unless detached it waits and returns the exit
+// code.
+func (r *Runtime) Exec(ctx context.Context, id string, o ExecOpts) (int, error) {
+	c, err := r.Load(id)
+	if err != nil {
+		return 1, err
+	}
+	switch st := r.Status(c); st {
+	case StatusStopped:
+		return 1, fmt.Errorf("cannot exec in a stopped container")
+	case StatusPaused:
+		return 1, fmt.Errorf("cannot exec in a paused container")
+	}
+	p := o.Process
+	if err := validateProcess(p); err != nil {
+		return 1, err
+	}
+	if p.Terminal && o.ConsoleSocket == "" && o.Detach {
+		return 1, errors.New("cannot allocate a terminal without --console-socket when detached")
+	}
+	s := c.Spec
+	pl, err := planProcess(p, c.Rootfs, o.PreserveFDs)
+	if err != nil {
+		return 1, err
+	}
+	if s.Linux.Seccomp != nil {
+		if pl.seccomp, err = seccomp.Compile(s.Linux.Seccomp); err != nil {
+			return 1, fmt.Errorf("seccomp: %w", err)
+		}
+	}
+	var sigs chan os.Signal
+	if !o.Detach {
+		sigs = make(chan os.Signal, 64)
+		signal.Notify(sigs)
+		defer signal.Stop(sigs)
+	}
+	pidfd, err := unix.PidfdOpen(c.Pid, 0)
+	if err != nil {
+		return 1, fmt.Errorf("container %s is not running", id)
+	}
+	defer unix.Close(pidfd)
+	nsPid := -1
+	if hasNS(s, specs.PIDNamespace) {
+		if nsPid, err = unix.Open(fmt.Sprintf("/proc/%d/ns/pid", c.Pid), unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
+			return 1, fmt.Errorf("container pid namespace: %w", err)
+		}
+		defer unix.Close(nsPid)
+	}
+	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 1, err
+	}
+	defer unix.Close(sp[0])
+	comp := &compiler{spec: s, syncFD: sp[1], userns: hasNS(s, specs.UserNamespace)}
+	comp.b = child.NewBuilder(int32(maxFD()+8), sp[1])
+	b := comp.b
+	b.Special("reset signal handlers", child.KindResetSignals)
+	b.Sys("make the process non-dumpable", unix.SYS_PRCTL, unix.PR_SET_DUMPABLE, 0)
+	buf := b.Buf(8)
+	b.Special("wait for the runtime", child.KindReadByte, uintptr(sp[1]), buf)
+	var flags uintptr
+	for _, ns := range s.Linux.Namespaces {
+		if ns.Type != specs.PIDNamespace {
+			flags |= cloneFlags[ns.Type]
+		}
+	}
+	if flags != 0 {
+		b.Sys("join the container's namespaces", unix.SYS_SETNS, uintptr(pidfd), flags)
+	}
+	if p.Terminal {
+		b.Sys("create session", unix.SYS_SETSID)
+		_, master := b.SysFD("open /dev/pts/ptmx", unix.SYS_OPENAT, child.AtFDCWD, b.Str("/dev/pts/ptmx"), unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+		zero := new(int32)
+		b.Sys("unlock pty", unix.SYS_IOCTL, uintptr(master), unix.TIOCSPTLCK, b.Mem(unsafe.Pointer(zero), zero))
+		_, peer := b.SysFD("open pty peer", unix.SYS_IOCTL, uintptr(master), unix.TIOCGPTPEER, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC)
+		if cs := p.ConsoleSize; cs != nil {
+			ws := &unix.Winsize{Row: uint16(cs.Height), Col: uint16(cs.Width)}
+			b.Sys("set console size", unix.SYS_IOCTL, uintptr(master), unix.TIOCSWINSZ, b.Mem(unsafe.Pointer(ws), ws))
+		}
+		comp.sendFD("send pty master", master)
+		b.Close(master)
+		comp.attachConsole(peer)
+	}
+	comp.compileCwd(p.Cwd)
+	if err := comp.compileIdentity(pl, comp.userns); err != nil {
+		return 1, err
+	}
+	comp.compileExecCheck(pl)
+	comp.compileExec(pl)
+	before := func() error {
+		if nsPid >= 0 {
+			if err := unix.Setns(nsPid, unix.CLONE_NEWPID); err != nil {
+				return fmt.Errorf("join pid namespace: %w", err)
+			}
+		}
+		return nil
+	}
+	pid, err := child.Spawn(b.Finish(), 0, before)
+	unix.Close(sp[1])
+	if err != nil {
+		return 1, err
+	}
+	kill := func() {
+		unix.Kill(pid, unix.SIGKILL)
+		var ws unix.WaitStatus
+		unix.Wait4(pid, &ws, 0, nil)
+	}
+	if cg, err := r.cgroup(c); err == nil {
+		if err := cg.Apply(pid); err != nil {
+			kill()
+			return 1, fmt.Errorf("cgroup: %w", err)
+		}
+	}
+	if p.OOMScoreAdj != nil {
+		if err := os.WriteFile(fmt.Sprintf("/proc/%d/oom_score_adj", pid), []byte(strconv.Itoa(*p.OOMScoreAdj)), 0); err != nil {
+			kill()
+			return 1, fmt.Errorf("set oom_score_adj: %w", err)
+		}
+	}
+	if err := release(sp[0]); err != nil {
+		kill()
+		return 1, err
+	}
+	var master *os.File
+	for {
+		rec, fd, err := readRecord(sp[0])
+		if fd >= 0 {
+			master = os.NewFile(uintptr(fd), "/dev/ptmx")
+			continue
+		}
+		if err != nil || rec == nil {
+			break
+		}
+		if rec.Kind == child.StatusError {
+			kill()
+			if master != nil {
+				master.Close()
+			}
+			return 1, b.Describe(*rec)
+		}
+	}
+	if master != nil {
+		defer master.Close()
+		if o.ConsoleSocket != "" {
+			if err := sendConsole(o.ConsoleSocket, master); err != nil {
+				kill()
+				return 1, err
+			}
+		} else if !o.Detach {
+			restore := attachTerminal(master)
+			defer restore()
+		}
+	}
+	if o.PidFile != "" {
+		if err := writeFileAtomic(o.PidFile, []byte(strconv.Itoa(pid)), 0o644); err != nil {
+			kill()
+			return 1, fmt.Errorf("pid file: %w", err)
+		}
+	}
+	if o.Detach {
+		return 0, nil
+	}
+	return waitForward(pid, sigs, master), nil
+}
