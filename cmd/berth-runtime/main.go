@@ -41,6 +41,9 @@ type exitError struct{ code int }
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
 func main() {
+	if os.Getenv("BERTH_RUNTIME_TRACE") != "" {
+		fmt.Fprintf(os.Stderr, "trace main at %s (%s)\n", time.Now().Format("05.000000"), os.Getenv("_BERTH_RUNTIME_SEALED"))
+	}
 	if needsSeal(os.Args[1:]) {
 		if err := runtime.EnsureSealed(); err != nil {
 			fmt.Fprintln(os.Stderr, "berth-runtime:", err)
@@ -48,6 +51,7 @@ func main() {
 		}
 	}
 	root := newRoot()
+	runtime.Mark("cobra ready")
 	err := root.Execute()
 	if err == nil {
 		return

@@ -145,8 +145,16 @@ func (c *compiler) mountAll(consoleSlot *int32, terminal bool) error {
 	if terminal {
 		*consoleSlot = c.console()
 	}
-	for _, p := range s.Linux.MaskedPaths {
-		c.maskPath(p)
+	if len(s.Linux.MaskedPaths) > 0 {
+		// The host's /dev/null as seen in our copy of the host's mount namespace; the
+		// container's own /dev/null is under its control (CVE-2025-31133).
+		_, null := b.SysFD("open /dev/null", unix.SYS_OPENAT, child.AtFDCWD, b.Str("/dev/null"), unix.O_PATH|unix.O_CLOEXEC, 0)
+		b.Special("check /dev/null is the null device", child.KindCheckCharDev, uintptr(null), uintptr(unix.Mkdev(1, 3)))
+		c.hostNull = int(null)
+		for _, p := range s.Linux.MaskedPaths {
+			c.maskPath(p)
+		}
+		b.Close(null)
 	}
 	for _, p := range s.Linux.ReadonlyPaths {
 		c.readonlyPath(p)

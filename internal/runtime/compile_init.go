@@ -49,8 +49,18 @@ func (c *compiler) compileInit(pl *processPlan, o CreateOpts, run bool) (uintptr
 			b.Sys("join "+string(t)+" namespace "+nsPath(s, t), unix.SYS_SETNS, uintptr(fd), cloneFlags[t])
 		}
 	}
-	if hasNS(s, specs.CgroupNamespace) && nsPath(s, specs.CgroupNamespace) == "" {
-		b.Sys("create cgroup namespace", unix.SYS_UNSHARE, unix.CLONE_NEWCGROUP)
+	// The parent joins the child to its cgroups while the child sets up its mounts (a cgroup v1
+	// move can cost an RCU grace period); the child waits for that before it makes its cgroup
+	// namespace, which must be rooted at the container's cgroup.
+	cgroupWait := func() {
+		b.Special("wait for the cgroup join", child.KindReadByte, uintptr(c.syncFD), buf)
+		if hasNS(s, specs.CgroupNamespace) && nsPath(s, specs.CgroupNamespace) == "" {
+			b.Sys("create cgroup namespace", unix.SYS_UNSHARE, unix.CLONE_NEWCGROUP)
+		}
+	}
+	earlyCgroup := c.cgroupV2Dir != "" && hasNS(s, specs.CgroupNamespace)
+	if earlyCgroup {
+		cgroupWait()
 	}
 	b.Sys("create session", unix.SYS_SETSID)
 	b.Sys("clear umask", unix.SYS_UMASK, 0)
@@ -69,6 +79,9 @@ func (c *compiler) compileInit(pl *processPlan, o CreateOpts, run bool) (uintptr
 	} else if s.Process.Terminal {
 		// no rootfs of our own: use the devpts at /dev/pts of the joined mount namespace
 		c.rootFD = -1
+	}
+	if !earlyCgroup {
+		cgroupWait()
 	}
 	hookWait := s.Hooks != nil && (len(s.Hooks.Prestart) > 0 || len(s.Hooks.CreateRuntime) > 0 || len(s.Hooks.CreateContainer) > 0)
 	if hookWait {

@@ -81,6 +81,22 @@ func getenv(env []string, key string) string {
 	return ""
 }
 
+// lookupHostUser returns the host's name for uid from /etc/passwd (no NSS: the runtime is
+// linked statically).
+func lookupHostUser(uid int) string {
+	data, err := os.ReadFile("/etc/passwd")
+	if err != nil {
+		return strconv.Itoa(uid)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		f := strings.Split(l, ":")
+		if len(f) > 2 && f[2] == strconv.Itoa(uid) {
+			return f[0]
+		}
+	}
+	return strconv.Itoa(uid)
+}
+
 // lookupHome reads the home directory of uid from the rootfs's /etc/passwd.
 func lookupHome(rootfs string, uid uint32) string {
 	p, err := securejoin.SecureJoin(rootfs, "/etc/passwd")

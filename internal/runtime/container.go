@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -107,6 +106,7 @@ func (r *Runtime) spawnInit(ctx context.Context, o CreateOpts, run bool) (_ *spa
 	if err != nil {
 		return nil, err
 	}
+	mark("start")
 	spec, err := LoadSpec(bundle)
 	if err != nil {
 		return nil, err
@@ -143,10 +143,7 @@ func (r *Runtime) spawnInit(ctx context.Context, o CreateOpts, run bool) (_ *spa
 		}
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
-	owner := ""
-	if u, err := user.LookupId(strconv.Itoa(os.Getuid())); err == nil {
-		owner = u.Username
-	}
+	owner := lookupHostUser(os.Getuid())
 	c := &Container{ID: o.ID, Bundle: bundle, Rootfs: rootfs, Created: time.Now().UTC(), Owner: owner, Spec: spec, dir: dir}
 	s := &spawned{c: c, sync: -1}
 	defer func() {
@@ -162,6 +159,7 @@ func (r *Runtime) spawnInit(ctx context.Context, o CreateOpts, run bool) (_ *spa
 			return nil, err
 		}
 	}
+	mark("spec loaded")
 	// cgroups
 	cgPath := spec.Linux.CgroupsPath
 	cg, err := cgroups.New(cgPath, o.ID)
@@ -174,6 +172,7 @@ func (r *Runtime) spawnInit(ctx context.Context, o CreateOpts, run bool) (_ *spa
 	}
 	c.CgroupPaths = cg.Paths()
 
+	mark("cgroup created")
 	fds := &fdSet{}
 	defer fds.closeAll()
 	comp := &compiler{spec: spec, rootfs: rootfs, joinFDs: map[specs.LinuxNamespaceType]int{}}
@@ -220,6 +219,7 @@ func (r *Runtime) spawnInit(ctx context.Context, o CreateOpts, run bool) (_ *spa
 			r.logger().Warn("seccomp: " + w)
 		}
 	}
+	mark("process planned")
 	comp.b = child.NewBuilder(int32(maxFD()+8), sp[1])
 	flags, hookWait, err := comp.compileInit(pl, o, run)
 	if err != nil {
@@ -231,6 +231,7 @@ func (r *Runtime) spawnInit(ctx context.Context, o CreateOpts, run bool) (_ *spa
 	s.builder = comp.b
 	prog := comp.b.Finish()
 	before := func() error { return enterForChildren(spec, comp.joinFDs) }
+	mark("compiled")
 	pid, err := child.Spawn(prog, flags, before)
 	if err != nil {
 		return nil, err
@@ -240,6 +241,7 @@ func (r *Runtime) spawnInit(ctx context.Context, o CreateOpts, run bool) (_ *spa
 	if _, start, err := procStat(pid); err == nil {
 		c.PidStart = start
 	}
+	mark("cloned")
 	fds.closeAll()
 	// parent side of the setup
 	if hasNS(spec, specs.UserNamespace) && nsPath(spec, specs.UserNamespace) == "" {
@@ -247,9 +249,13 @@ func (r *Runtime) spawnInit(ctx context.Context, o CreateOpts, run bool) (_ *spa
 			return nil, err
 		}
 	}
+	if err := release(s.sync); err != nil {
+		return nil, err
+	}
 	if err := cg.Apply(pid); err != nil {
 		return nil, fmt.Errorf("cgroup: %w", err)
 	}
+	mark("cgroup applied")
 	if spec.Process.OOMScoreAdj != nil {
 		if err := os.WriteFile(fmt.Sprintf("/proc/%d/oom_score_adj", pid), []byte(strconv.Itoa(*spec.Process.OOMScoreAdj)), 0); err != nil {
 			return nil, fmt.Errorf("set oom_score_adj to %d: %w", *spec.Process.OOMScoreAdj, err)
@@ -261,6 +267,7 @@ func (r *Runtime) spawnInit(ctx context.Context, o CreateOpts, run bool) (_ *spa
 	if err := r.waitReady(ctx, s, hookWait, run); err != nil {
 		return nil, err
 	}
+	mark("ready")
 	if err := c.save(); err != nil {
 		return nil, fmt.Errorf("save state: %w", err)
 	}

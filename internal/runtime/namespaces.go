@@ -28,8 +28,7 @@ func (f *fdSet) closeAll() {
 	f.fds = nil
 }
 
-// openHostFDs opens and verifies the host objects the child uses: /proc (for sysctls), /dev/null
-// (to mask paths) and the state directory (for the exec fifo).
+// openHostFDs opens and verifies the host objects the child uses: /proc (for sysctls) and the state directory (for the exec fifo).
 func (f *fdSet) openHostFDs(c *compiler, stateDir string) error {
 	proc, err := unix.Open("/proc", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -41,16 +40,6 @@ func (f *fdSet) openHostFDs(c *compiler, stateDir string) error {
 		return fmt.Errorf("/proc is not a procfs")
 	}
 	c.hostProc = proc
-	null, err := unix.Open("/dev/null", unix.O_PATH|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open /dev/null: %w", err)
-	}
-	f.add(null)
-	var st unix.Stat_t
-	if err := unix.Fstat(null, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != unix.Mkdev(1, 3) {
-		return fmt.Errorf("/dev/null on the host is not the null device")
-	}
-	c.hostNull = null
 	sd, err := unix.Open(stateDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open state dir: %w", err)

@@ -88,10 +88,13 @@ func (r *Runtime) Run(ctx context.Context, o CreateOpts, detach bool) (int, erro
 			return fail(err)
 		}
 	}
+	mark("exec done")
 	code := waitForward(s.pid, sigs, s.master)
+	mark("exited")
 	if err := r.destroy(ctx, c); err != nil {
 		r.logger().Warn("delete container", "id", c.ID, "err", err)
 	}
+	mark("deleted")
 	return code, nil
 }
 
