@@ -16,10 +16,10 @@ import (
 func execCmd() *cobra.Command {
 	var (
 		processFile, cwd, userStr, pidFile, consoleSocket string
-		env, capsAdd                                     []string
-		addGids                                          []uint
-		tty, detach, noNewPrivs                          bool
-		preserveFDs                                      int
+		env, capsAdd                                      []string
+		addGids                                           []uint
+		tty, detach, noNewPrivs                           bool
+		preserveFDs                                       int
 	)
 	cmd := &cobra.Command{
 		Use:   "exec [flags] <container-id> [command args...]",

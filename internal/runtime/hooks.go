@@ -143,7 +143,7 @@ func (r *Runtime) runHookIn(ctx context.Context, pid int, s *specs.Spec, kind st
 		buf.ReadFrom(f)
 		output <- buf.String()
 	}()
-	timeout := time.Duration(1<<62)
+	timeout := time.Duration(1 << 62)
 	if h.Timeout != nil {
 		timeout = time.Duration(*h.Timeout) * time.Second
 	}
