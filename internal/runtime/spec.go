@@ -39,8 +39,7 @@ func LoadSpec(bundle string) (*specs.Spec, error) {
 // ParseSpec decodes a config.json with errors that point at the offending line.
 func ParseSpec(data []byte) (*specs.Spec, error) {
 	var spec specs.Spec
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&spec); err != nil {
+	if err := json.Unmarshal(data, &spec); err != nil {
 		var se *json.SyntaxError
 		var te *json.UnmarshalTypeError
 		switch {
@@ -52,9 +51,6 @@ func ParseSpec(data []byte) (*specs.Spec, error) {
 			return nil, invalidf("field %q at line %d, column %d: cannot use JSON %s as %s", te.Field, line, col, te.Value, te.Type)
 		}
 		return nil, invalidf("%v", err)
-	}
-	if dec.More() {
-		return nil, invalidf("trailing data after the JSON document")
 	}
 	if err := Validate(&spec); err != nil {
 		return nil, err
