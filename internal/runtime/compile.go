@@ -451,14 +451,31 @@ func hasMountAt(s *specs.Spec, dest string) bool {
 // without following symlinks: CVE-2025-52565) and returns the slot of the peer. The master is
 // sent to the parent over the sync socket.
 func (c *compiler) console() int32 {
-	b := c.b
 	_, master := c.openInRoot("open /dev/pts/ptmx", c.rootFD, "dev/pts/ptmx", unix.O_RDWR|unix.O_NOCTTY, resolveInRoot)
+	return c.ptyFrom(master, true)
+}
+
+// consoleAt opens a pty from the devpts at /dev/pts of the current mount namespace.
+func (c *compiler) consoleAt(dirfd uintptr) int32 {
+	_, master := c.b.SysFD("open /dev/pts/ptmx", unix.SYS_OPENAT, dirfd, c.b.Str("/dev/pts/ptmx"), unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	return c.ptyFrom(master, false)
+}
+
+// ptyFrom unlocks the pty master, opens its peer (returned), optionally binds the peer onto the
+// rootfs's /dev/console, and sends the master to the parent.
+func (c *compiler) ptyFrom(master int32, bindConsole bool) int32 {
+	b := c.b
 	zero := new(int32)
 	b.Sys("unlock pty", unix.SYS_IOCTL, uintptr(master), unix.TIOCSPTLCK, b.Mem(unsafe.Pointer(zero), zero))
 	_, peer := b.SysFD("open pty peer", unix.SYS_IOCTL, uintptr(master), unix.TIOCGPTPEER, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC)
 	if cs := c.spec.Process.ConsoleSize; cs != nil {
 		ws := &unix.Winsize{Row: uint16(cs.Height), Col: uint16(cs.Width)}
 		b.Sys("set console size", unix.SYS_IOCTL, uintptr(master), unix.TIOCSWINSZ, b.Mem(unsafe.Pointer(ws), ws))
+	}
+	if !bindConsole {
+		c.sendFD("send pty master", master)
+		b.Close(master)
+		return peer
 	}
 	_, dev := c.openInRoot("open /dev", c.rootFD, "dev", unix.O_PATH|unix.O_DIRECTORY, resolveInRoot)
 	i := b.Sys("create /dev/console", unix.SYS_MKNODAT, uintptr(dev), b.Str("console"), unix.S_IFREG|0o600, 0)

@@ -77,8 +77,8 @@ func (c *compiler) compileInit(pl *processPlan, o CreateOpts, run bool) (uintptr
 			return 0, false, err
 		}
 	} else if s.Process.Terminal {
-		// no rootfs of our own: use the devpts at /dev/pts of the joined mount namespace
-		c.rootFD = -1
+		// No rootfs of our own (a joined mount namespace): use the devpts at /dev/pts.
+		console = c.consoleAt(child.AtFDCWD)
 	}
 	if !earlyCgroup {
 		cgroupWait()

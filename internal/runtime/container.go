@@ -210,7 +210,7 @@ func (r *Runtime) spawnInit(ctx context.Context, o CreateOpts, run bool) (_ *spa
 		return nil, err
 	}
 	if spec.Linux.Seccomp != nil {
-		prog, err := seccomp.Compile(spec.Linux.Seccomp)
+		prog, err := seccomp.CompileCached(spec.Linux.Seccomp, filepath.Join(r.Root, ".seccomp-cache"))
 		if err != nil {
 			return nil, fmt.Errorf("seccomp: %w", err)
 		}

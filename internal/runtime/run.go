@@ -7,8 +7,9 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
-	"unsafe"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -61,9 +62,11 @@ func (r *Runtime) Run(ctx context.Context, o CreateOpts, detach bool) (int, erro
 			restore = attachTerminal(s.master)
 		}
 	}
-	if restore != nil {
-		defer restore()
-	}
+	defer func() {
+		if restore != nil {
+			restore()
+		}
+	}()
 	if err := release(s.sync); err != nil {
 		return fail(err)
 	}
@@ -90,6 +93,10 @@ func (r *Runtime) Run(ctx context.Context, o CreateOpts, detach bool) (int, erro
 	}
 	mark("exec done")
 	code := waitForward(s.pid, sigs, s.master)
+	if restore != nil {
+		restore()
+		restore = nil
+	}
 	mark("exited")
 	if err := r.destroy(ctx, c); err != nil {
 		r.logger().Warn("delete container", "id", c.ID, "err", err)
@@ -157,6 +164,11 @@ func attachTerminal(master *os.File) func() {
 		close(done)
 	}()
 	return func() {
+		// let the output written before the exit reach us (EIO once every peer fd is closed)
+		select {
+		case <-done:
+		case <-time.After(2 * time.Second):
+		}
 		if restore != nil {
 			restore()
 		}
@@ -198,7 +210,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOpts) (int, error) 
 		return 1, err
 	}
 	if s.Linux.Seccomp != nil {
-		if pl.seccomp, err = seccomp.Compile(s.Linux.Seccomp); err != nil {
+		if pl.seccomp, err = seccomp.CompileCached(s.Linux.Seccomp, filepath.Join(r.Root, ".seccomp-cache")); err != nil {
 			return 1, fmt.Errorf("seccomp: %w", err)
 		}
 	}
@@ -243,17 +255,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOpts) (int, error) 
 	}
 	if p.Terminal {
 		b.Sys("create session", unix.SYS_SETSID)
-		_, master := b.SysFD("open /dev/pts/ptmx", unix.SYS_OPENAT, child.AtFDCWD, b.Str("/dev/pts/ptmx"), unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-		zero := new(int32)
-		b.Sys("unlock pty", unix.SYS_IOCTL, uintptr(master), unix.TIOCSPTLCK, b.Mem(unsafe.Pointer(zero), zero))
-		_, peer := b.SysFD("open pty peer", unix.SYS_IOCTL, uintptr(master), unix.TIOCGPTPEER, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC)
-		if cs := p.ConsoleSize; cs != nil {
-			ws := &unix.Winsize{Row: uint16(cs.Height), Col: uint16(cs.Width)}
-			b.Sys("set console size", unix.SYS_IOCTL, uintptr(master), unix.TIOCSWINSZ, b.Mem(unsafe.Pointer(ws), ws))
-		}
-		comp.sendFD("send pty master", master)
-		b.Close(master)
-		comp.attachConsole(peer)
+		comp.attachConsole(comp.consoleAt(child.AtFDCWD))
 	}
 	comp.compileCwd(p.Cwd)
 	if err := comp.compileIdentity(pl, comp.userns); err != nil {
@@ -321,8 +323,10 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOpts) (int, error) 
 				return 1, err
 			}
 		} else if !o.Detach {
-			restore := attachTerminal(master)
-			defer restore()
+			finish := attachTerminal(master)
+			code := waitForward(pid, sigs, master)
+			finish()
+			return code, nil
 		}
 	}
 	if o.PidFile != "" {
