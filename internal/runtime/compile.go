@@ -207,7 +207,16 @@ func (c *compiler) mount(m specs.Mount) error {
 		b.Close(slot)
 	}
 	if typ == "devpts" && c.userns {
-		_ = i
+		// gid=5 may not be mapped in the user namespace: retry without it, as runc does.
+		var data []string
+		for _, d := range o.data {
+			if !strings.HasPrefix(d, "gid=") {
+				data = append(data, d)
+			}
+		}
+		b.Ignore(i, 0, unix.EINVAL)
+		b.SkipOK(i, 1)
+		b.Sys(desc+" (without gid)", unix.SYS_MOUNT, b.Str(src), b.Str(fdPath(t)), b.Str(typ), o.flags&^unix.MS_REMOUNT, b.Str(strings.Join(data, ",")))
 	}
 	b.Close(t)
 	if o.propagation != 0 || o.recAttrSet != 0 || o.recAttrClr != 0 {
