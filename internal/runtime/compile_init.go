@@ -95,6 +95,7 @@ func (c *compiler) compileInit(pl *processPlan, o CreateOpts, run bool) (uintptr
 	if console >= 0 {
 		c.attachConsole(console)
 	}
+	c.compileCloseFDs(pl)
 	if err := c.compileIdentity(pl, c.userns); err != nil {
 		return 0, false, err
 	}

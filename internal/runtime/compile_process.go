@@ -225,10 +225,15 @@ func (c *compiler) compileExecCheck(pl *processPlan) {
 	}
 }
 
-// compileExec closes leaked fds and execs the first candidate that works.
+// compileCloseFDs marks every inherited fd above the preserved ones close-on-exec. It runs before
+// the seccomp filter is loaded, which may not allow close_range.
+func (c *compiler) compileCloseFDs(pl *processPlan) {
+	c.b.Sys("mark inherited fds close-on-exec", unix.SYS_CLOSE_RANGE, uintptr(3+pl.preserveFDs), ^uintptr(0)>>32, unix.CLOSE_RANGE_CLOEXEC)
+}
+
+// compileExec execs the first candidate that works.
 func (c *compiler) compileExec(pl *processPlan) {
 	b := c.b
-	b.Sys("mark inherited fds close-on-exec", unix.SYS_CLOSE_RANGE, uintptr(3+pl.preserveFDs), ^uintptr(0)>>32, unix.CLOSE_RANGE_CLOEXEC)
 	argv := b.StrArray(pl.proc.Args)
 	envp := b.StrArray(pl.env)
 	for i, cand := range pl.candidates {

@@ -310,7 +310,7 @@ func (r *Runtime) waitReady(ctx context.Context, s *spawned, hookWait, run bool)
 			return s.builder.Describe(*rec)
 		case child.StatusHooks:
 			st := r.StateOf(s.c)
-			st.Status = StatusCreating
+			st.Status = StatusCreated // what runtime-tools and crun expect
 			st.Pid = s.pid
 			h := s.c.Spec.Hooks
 			if h != nil {

@@ -258,6 +258,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOpts) (int, error) 
 		comp.attachConsole(comp.consoleAt(child.AtFDCWD))
 	}
 	comp.compileCwd(p.Cwd)
+	comp.compileCloseFDs(pl)
 	if err := comp.compileIdentity(pl, comp.userns); err != nil {
 		return 1, err
 	}
