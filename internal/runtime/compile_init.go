@@ -49,6 +49,11 @@ func (c *compiler) compileInit(pl *processPlan, o CreateOpts, run bool) (uintptr
 			b.Sys("join "+string(t)+" namespace "+nsPath(s, t), unix.SYS_SETNS, uintptr(fd), cloneFlags[t])
 		}
 	}
+	if c.userns {
+		// Become root of the user namespace (the clone's ids are unmapped there).
+		b.Sys("become root in the user namespace (gid)", unix.SYS_SETRESGID, 0, 0, 0)
+		b.Sys("become root in the user namespace (uid)", unix.SYS_SETRESUID, 0, 0, 0)
+	}
 	// The parent joins the child to its cgroups while the child sets up its mounts (a cgroup v1
 	// move can cost an RCU grace period); the child waits for that before it makes its cgroup
 	// namespace, which must be rooted at the container's cgroup.
@@ -90,6 +95,10 @@ func (c *compiler) compileInit(pl *processPlan, o CreateOpts, run bool) (uintptr
 	}
 	if c.newMntNS {
 		c.pivot(o.NoPivot)
+	} else {
+		// No mount namespace: nothing can be mounted, but the process still runs in its rootfs.
+		b.Sys("chroot to rootfs "+c.rootfs, unix.SYS_CHROOT, b.Str(c.rootfs))
+		b.Sys("change directory to /", unix.SYS_CHDIR, b.Str("/"))
 	}
 	c.compileCwd(s.Process.Cwd)
 	if console >= 0 {

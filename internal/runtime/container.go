@@ -198,7 +198,7 @@ func (r *Runtime) spawnInit(ctx context.Context, o CreateOpts, run bool) (_ *spa
 	fds.add(sp[1])
 	comp.syncFD = sp[1]
 	comp.userns = hasNS(spec, specs.UserNamespace)
-	comp.newMntNS = hasNS(spec, specs.MountNamespace) && nsPath(spec, specs.MountNamespace) == ""
+	comp.newMntNS = hasNS(spec, specs.MountNamespace) // a joined mount namespace gets the rootfs set up too, as runc does
 	if cg.Version() == 2 {
 		comp.cgroupV2Dir = c.CgroupPaths[""]
 	} else {
@@ -250,7 +250,7 @@ func (r *Runtime) spawnInit(ctx context.Context, o CreateOpts, run bool) (_ *spa
 		}
 	}
 	if err := release(s.sync); err != nil {
-		return nil, err
+		return nil, r.childError(s, err)
 	}
 	if err := cg.Apply(pid); err != nil {
 		return nil, fmt.Errorf("cgroup: %w", err)
@@ -262,7 +262,7 @@ func (r *Runtime) spawnInit(ctx context.Context, o CreateOpts, run bool) (_ *spa
 		}
 	}
 	if err := release(s.sync); err != nil {
-		return nil, err
+		return nil, r.childError(s, err)
 	}
 	if err := r.waitReady(ctx, s, hookWait, run); err != nil {
 		return nil, err
@@ -277,6 +277,23 @@ func (r *Runtime) spawnInit(ctx context.Context, o CreateOpts, run bool) (_ *spa
 		}
 	}
 	return s, nil
+}
+
+// childError explains why talking to the child failed: the error it reported if it did.
+func (r *Runtime) childError(s *spawned, err error) error {
+	for {
+		rec, fd, rerr := readRecord(s.sync)
+		if fd >= 0 {
+			unix.Close(fd)
+			continue
+		}
+		if rerr != nil || rec == nil {
+			return fmt.Errorf("%w%s", err, exitDescription(s.pid))
+		}
+		if rec.Kind == child.StatusError {
+			return s.builder.Describe(*rec)
+		}
+	}
 }
 
 // release lets the child past its next wait point.

@@ -253,6 +253,10 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOpts) (int, error) 
 	if flags != 0 {
 		b.Sys("join the container's namespaces", unix.SYS_SETNS, uintptr(pidfd), flags)
 	}
+	if comp.userns {
+		b.Sys("become root in the user namespace (gid)", unix.SYS_SETRESGID, 0, 0, 0)
+		b.Sys("become root in the user namespace (uid)", unix.SYS_SETRESUID, 0, 0, 0)
+	}
 	if p.Terminal {
 		b.Sys("create session", unix.SYS_SETSID)
 		comp.attachConsole(comp.consoleAt(child.AtFDCWD))
