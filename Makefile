@@ -1,0 +1,47 @@
+# berth: see README.md.
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(PATH)
+# berth-runtime links libseccomp through cgo.
+export CGO_ENABLED := 1
+
+GO ?= go
+# Runtimes compared by `make validate` (paths or names in $PATH).
+RUNTIMES ?= $(CURDIR)/bin/berth-runtime runc crun
+# `make bench` iterations per runtime and lifecycle, and binaries.
+BENCH_N ?= 50
+BENCH_FLAGS ?=
+BERTH ?= $(CURDIR)/bin/berth-runtime
+RUNC ?= runc
+CRUN ?= crun
+
+.PHONY: all build test validate bench main-job runtime-tools clean
+
+all: build
+
+## build: bin/berth-runtime (and every other command under cmd/)
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+## test: the project's test command (needs root)
+test:
+	hack/test.sh
+
+## validate: OCI runtime-tools validation suite, table for $(RUNTIMES) (needs root)
+validate: runtime-tools
+	hack/validate.sh $(RUNTIMES)
+
+runtime-tools:
+	hack/build-runtime-tools.sh
+
+## bench: lifecycle and run latency of berth-runtime vs runc vs crun (needs root)
+bench:
+	@mkdir -p _output
+	$(GO) build -o _output/bench ./test/bench
+	_output/bench -n $(BENCH_N) -berth "$(BERTH)" -runc "$(RUNC)" -crun "$(CRUN)" $(BENCH_FLAGS)
+
+## main-job: busybox httpd in a berth-runtime container, shown with curl
+main-job:
+	hack/main-job.sh
+
+clean:
+	rm -rf bin _output
