@@ -58,7 +58,7 @@ start)
 	done
 	# shellcheck disable=SC1091
 	. "$dir/env"
-	pm import "$dir/rootfs.tar" localhost/bb >/dev/null
+	pm import -q "$dir/rootfs.tar" localhost/bb >/dev/null
 	echo '{}' >"$dir/docker/daemon.json"
 	(cd "$dir/docker" && setsid dockerd --config-file "$dir/docker/daemon.json" --data-root "$dir/docker/data" \
 		--exec-root "$dir/docker/exec" -H "unix://$dir/docker/docker.sock" --pidfile "$dir/docker/docker.pid" \

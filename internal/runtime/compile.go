@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"fmt"
+	"os"
 	"path"
 	"path/filepath"
 	"strings"
@@ -102,6 +103,11 @@ func (c *compiler) target(dest string, file bool, noSymlinks bool) int32 {
 		resolve |= unix.RESOLVE_NO_SYMLINKS
 	}
 	_, s := c.openInRoot("open mount target "+dest+" in rootfs", c.rootFD, rel, unix.O_PATH, resolve)
+	if !allowedProcBind[path.Clean(dest)] {
+		// The target may resolve into the container's procfs through symlinks in the
+		// image (CVE-2019-19921, CVE-2023-27561): refuse to mount anything there.
+		c.b.Special("refuse mount target "+dest+": it resolves into /proc", child.KindFailIfFSType, uintptr(s), unix.PROC_SUPER_MAGIC)
+	}
 	return s
 }
 
@@ -431,7 +437,7 @@ func (c *compiler) devices(ptsMounted bool) error {
 	// symlinks
 	_, dev := c.openInRoot("open /dev", c.rootFD, "dev", unix.O_PATH|unix.O_DIRECTORY, resolveInRoot)
 	links := [][2]string{{"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}}
-	if hasMountAt(c.spec, "/proc") {
+	if _, err := os.Stat("/proc/kcore"); err == nil && hasMountAt(c.spec, "/proc") {
 		links = append(links, [2]string{"/proc/kcore", "core"})
 	}
 	for _, l := range links {

@@ -367,9 +367,16 @@ func exitDescription(pid int) string {
 func readRecord(sock int) (*child.Record, int, error) {
 	buf := make([]byte, 64)
 	oob := make([]byte, unix.CmsgSpace(4*4))
+	reset := false
 	for {
 		n, oobn, _, _, err := unix.Recvmsg(sock, buf, oob, unix.MSG_CMSG_CLOEXEC)
 		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.ECONNRESET && !reset {
+			// The child exited with our last byte unread; what it sent before is
+			// still queued.
+			reset = true
 			continue
 		}
 		if err != nil {
@@ -420,17 +427,21 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 			return err
 		}
 	}
+	// The pidfd first: once the fifo is open the init may exec, exit and be reaped at once.
+	pidfd, err := unix.PidfdOpen(c.Pid, 0)
+	if err != nil {
+		return fmt.Errorf("container init: %w", err)
+	}
+	defer unix.Close(pidfd)
+	if !c.alive() {
+		return fmt.Errorf("container init exited before start")
+	}
 	fifo := filepath.Join(c.dir, execFifo)
 	fd, err := unix.Open(fifo, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open exec fifo: %w", err)
 	}
 	defer unix.Close(fd)
-	pidfd, err := unix.PidfdOpen(c.Pid, 0)
-	if err != nil {
-		return fmt.Errorf("container init: %w", err)
-	}
-	defer unix.Close(pidfd)
 	for {
 		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(pidfd), Events: unix.POLLIN}}
 		if _, err := unix.Poll(pfd, -1); err != nil {

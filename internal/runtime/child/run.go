@@ -35,6 +35,8 @@ const (
 	KindSkip
 	// KindFailIfMode fstat()s fd Args[0] and fails if (st_mode & S_IFMT) == Args[1].
 	KindFailIfMode
+	// KindFailIfFSType fstatfs()s fd Args[0] and fails if f_type == Args[1].
+	KindFailIfFSType
 )
 
 // Op is one step of the child's program. Its layout is plain data: the child only reads it.
@@ -78,6 +80,7 @@ type Exec struct {
 	sigact [4]uint64
 	sigset uint64
 	stat   syscall.Stat_t
+	statfs syscall.Statfs_t
 	cwd    [4096]byte
 }
 
@@ -135,6 +138,11 @@ func Run(p *Exec) {
 		case KindFailIfMode:
 			_, _, errno = syscall.RawSyscall(syscall.SYS_FSTAT, op.Args[0], uintptr(unsafe.Pointer(&p.stat)), 0)
 			if errno == 0 && uintptr(p.stat.Mode&syscall.S_IFMT) == op.Args[1] {
+				errno = errCheck
+			}
+		case KindFailIfFSType:
+			_, _, errno = syscall.RawSyscall(syscall.SYS_FSTATFS, op.Args[0], uintptr(unsafe.Pointer(&p.statfs)), 0)
+			if errno == 0 && uintptr(p.statfs.Type) == op.Args[1] {
 				errno = errCheck
 			}
 		case KindExit:
