@@ -216,7 +216,7 @@ func (r *Runtime) spawnInit(ctx context.Context, o CreateOpts, run bool) (_ *spa
 		}
 		pl.seccomp = prog
 		for _, w := range prog.Warnings {
-			r.logger().Warn("seccomp: " + w)
+			r.logger().Debug("seccomp: " + w)
 		}
 	}
 	mark("process planned")
@@ -226,7 +226,7 @@ func (r *Runtime) spawnInit(ctx context.Context, o CreateOpts, run bool) (_ *spa
 		return nil, err
 	}
 	for _, w := range pl.warnings {
-		r.logger().Warn(w)
+		r.logger().Debug(w)
 	}
 	s.builder = comp.b
 	prog := comp.b.Finish()
