@@ -94,6 +94,7 @@ func (c *compiler) compileInit(pl *processPlan, o CreateOpts, run bool) (uintptr
 		b.Special("wait for create hooks", child.KindReadByte, uintptr(c.syncFD), buf)
 	}
 	if c.newMntNS {
+		c.compileMkCwd(s.Process.Cwd)
 		c.pivot(o.NoPivot)
 	} else {
 		// No mount namespace: nothing can be mounted, but the process still runs in its rootfs.

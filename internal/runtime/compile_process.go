@@ -201,6 +201,11 @@ func (c *compiler) compileIdentity(pl *processPlan, inUserNS bool) error {
 	return nil
 }
 
+// compileMkCwd creates the working directory in the rootfs if it is missing, as runc does.
+func (c *compiler) compileMkCwd(cwd string) {
+	c.mkdirAll(relPath(cwd), false, "working directory "+cwd)
+}
+
 // compileCwd changes into the process's working directory and checks that it is inside the
 // container's root (a leaked fd as cwd: CVE-2024-21626).
 func (c *compiler) compileCwd(cwd string) {
@@ -208,20 +213,28 @@ func (c *compiler) compileCwd(cwd string) {
 	c.b.Special("check that "+cwd+" is inside the container", child.KindCheckCwd)
 }
 
-// compileExecCheck fails early (at create) when the executable cannot be found.
+// compileExecCheck fails early (at create) when the executable cannot be found or is a directory.
 func (c *compiler) compileExecCheck(pl *processPlan) {
 	b := c.b
-	n := len(pl.candidates)
+	arg0 := pl.proc.Args[0]
+	notFound := fmt.Sprintf("exec: %q: executable file not found in $PATH", arg0)
+	if strings.Contains(arg0, "/") {
+		notFound = fmt.Sprintf("exec %s", arg0)
+	}
+	var skips []int
 	for i, cand := range pl.candidates {
-		desc := fmt.Sprintf("exec: %q: executable file not found in $PATH", pl.proc.Args[0])
-		if strings.Contains(pl.proc.Args[0], "/") {
-			desc = fmt.Sprintf("exec %s", pl.proc.Args[0])
+		last := i == len(pl.candidates)-1
+		op := b.Sys(notFound, unix.SYS_FACCESSAT, child.AtFDCWD, b.Str(cand), unix.X_OK)
+		if !last {
+			b.Ignore(op, 4, unix.ENOENT, unix.ENOTDIR, unix.EACCES)
 		}
-		op := b.Sys(desc, unix.SYS_FACCESSAT, child.AtFDCWD, b.Str(cand), unix.X_OK)
-		b.SkipOK(op, n-1-i)
-		if i < n-1 {
-			b.Ignore(op, 0, unix.ENOENT, unix.ENOTDIR, unix.EACCES)
-		}
+		_, fd := b.SysFD(notFound, unix.SYS_OPENAT, child.AtFDCWD, b.Str(cand), unix.O_PATH|unix.O_CLOEXEC, 0)
+		b.Special(fmt.Sprintf("exec %s: is a directory", cand), child.KindFailIfMode, uintptr(fd), unix.S_IFDIR)
+		b.Close(fd)
+		skips = append(skips, b.Special("found "+cand, child.KindSkip, 0))
+	}
+	for _, sk := range skips {
+		b.SetSkip(sk, b.Len())
 	}
 }
 

@@ -5,42 +5,48 @@
 //
 // after setting no_new_privs (or while it still has CAP_SYS_ADMIN). The child
 // is a raw clone that never re-enters the Go runtime, so all the work happens
-// here in the parent: the filter is built with libseccomp (through cgo and
-// github.com/seccomp/libseccomp-golang), exported as BPF, and handed back as
-// plain []unix.SockFilter words plus the seccomp(2) flags.
+// here in the parent, in pure Go (no cgo, no libseccomp): the rules are
+// merged per syscall the way libseccomp 2.5 merges them (db.go), the syscall
+// names resolved with a table generated from libseccomp (ztable.go, see
+// hack/gen-syscalls.sh), and the BPF generated here (gen.go), to the same
+// decisions as the programs libseccomp generates (libseccomp_diff_test.go).
+// The host must be x86_64; the filter covers the x86_64, i386 and x32 ABIs.
 //
 // Behaviour follows runc:
 //   - SCMP_ACT_KILL means SCMP_ACT_KILL_THREAD; SCMP_ACT_ERRNO and
 //     SCMP_ACT_TRACE return errnoRet, EPERM when it is not given.
-//   - Syscall names libseccomp does not know are skipped and reported in
+//   - Syscall names that are not known are skipped and reported in
 //     Program.Warnings; a rule whose action equals the default action is
 //     redundant and skipped silently.
-//   - Several conditions on the same argument index in one rule are split
-//     into one rule per condition (libseccomp cannot AND them), so they match
-//     when any of them does.
+//   - Several conditions of one rule must all hold, each on a 64-bit argument
+//     compared as its two 32-bit words (on i386 and x32, as libseccomp does,
+//     only the low word); several conditions on the same argument index in
+//     one rule are split into one rule per condition (libseccomp cannot AND
+//     them), so they match when any of them does.
+//   - A rule for an i386 socket or SysV IPC call also applies to socketcall(2)
+//     or ipc(2) with the call number as first argument.
 //   - Syscalls from an architecture not in the filter get libseccomp's
 //     bad-architecture action, SCMP_ACT_KILL_THREAD. The native architecture
-//     is always in the filter.
+//     is always in the filter. Architectures of other CPUs with the same byte
+//     order are accepted but add nothing: an x86_64 kernel never reports them.
 //   - Unless the default action lets syscalls through (ALLOW, LOG, TRACE) or
 //     is already ERRNO(ENOSYS), an -ENOSYS stub is put in front of the
-//     libseccomp program: on each architecture of the filter, a syscall number
-//     above the highest one the profile names fails with ENOSYS instead of
-//     getting the default action. Such syscalls are newer than the profile,
-//     and programs (glibc probing clone3, faccessat2, ...) fall back to older
-//     ones on ENOSYS but not on EPERM.
+//     filter: on each ABI of the filter, a syscall number above the highest
+//     one the profile names fails with ENOSYS instead of getting the default
+//     action. Such syscalls are newer than the profile, and programs (glibc
+//     probing clone3, faccessat2, ...) fall back to older ones on ENOSYS but
+//     not on EPERM.
 package seccomp
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
-	"os"
+	"runtime"
 	"slices"
 	"unsafe"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
-	libseccomp "github.com/seccomp/libseccomp-golang"
 	"golang.org/x/sys/unix"
 )
 
@@ -83,75 +89,44 @@ var specFlags = map[specs.LinuxSeccompFlag]uint{
 	"SECCOMP_FILTER_FLAG_TSYNC":            unix.SECCOMP_FILTER_FLAG_TSYNC,
 }
 
-type archInfo struct {
-	scmp  libseccomp.ScmpArch
-	audit uint32 // AUDIT_ARCH_* value the kernel puts in seccomp_data.arch
+var ops = map[specs.LinuxSeccompOperator]cmpOp{
+	specs.OpNotEqual:     cmpNE,
+	specs.OpLessThan:     cmpLT,
+	specs.OpLessEqual:    cmpLE,
+	specs.OpEqualTo:      cmpEQ,
+	specs.OpGreaterEqual: cmpGE,
+	specs.OpGreaterThan:  cmpGT,
+	specs.OpMaskedEqual:  cmpMaskedEQ,
 }
 
-// archs maps the spec's architecture names to libseccomp's.
-var archs = map[specs.Arch]archInfo{
-	specs.ArchX86:         {libseccomp.ArchX86, unix.AUDIT_ARCH_I386},
-	specs.ArchX86_64:      {libseccomp.ArchAMD64, unix.AUDIT_ARCH_X86_64},
-	specs.ArchX32:         {libseccomp.ArchX32, unix.AUDIT_ARCH_X86_64},
-	specs.ArchARM:         {libseccomp.ArchARM, unix.AUDIT_ARCH_ARM},
-	specs.ArchAARCH64:     {libseccomp.ArchARM64, unix.AUDIT_ARCH_AARCH64},
-	specs.ArchMIPS:        {libseccomp.ArchMIPS, unix.AUDIT_ARCH_MIPS},
-	specs.ArchMIPS64:      {libseccomp.ArchMIPS64, unix.AUDIT_ARCH_MIPS64},
-	specs.ArchMIPS64N32:   {libseccomp.ArchMIPS64N32, unix.AUDIT_ARCH_MIPS64N32},
-	specs.ArchMIPSEL:      {libseccomp.ArchMIPSEL, unix.AUDIT_ARCH_MIPSEL},
-	specs.ArchMIPSEL64:    {libseccomp.ArchMIPSEL64, unix.AUDIT_ARCH_MIPSEL64},
-	specs.ArchMIPSEL64N32: {libseccomp.ArchMIPSEL64N32, unix.AUDIT_ARCH_MIPSEL64N32},
-	specs.ArchPPC:         {libseccomp.ArchPPC, unix.AUDIT_ARCH_PPC},
-	specs.ArchPPC64:       {libseccomp.ArchPPC64, unix.AUDIT_ARCH_PPC64},
-	specs.ArchPPC64LE:     {libseccomp.ArchPPC64LE, unix.AUDIT_ARCH_PPC64LE},
-	specs.ArchS390:        {libseccomp.ArchS390, unix.AUDIT_ARCH_S390},
-	specs.ArchS390X:       {libseccomp.ArchS390X, unix.AUDIT_ARCH_S390X},
-	specs.ArchPARISC:      {libseccomp.ArchPARISC, unix.AUDIT_ARCH_PARISC},
-	specs.ArchPARISC64:    {libseccomp.ArchPARISC64, unix.AUDIT_ARCH_PARISC64},
-	specs.ArchRISCV64:     {libseccomp.ArchRISCV64, unix.AUDIT_ARCH_RISCV64},
-	specs.ArchLOONGARCH64: {libseccomp.ArchLOONGARCH64, unix.AUDIT_ARCH_LOONGARCH64},
-	specs.ArchM68K:        {libseccomp.ArchM68K, unix.AUDIT_ARCH_M68K},
-	specs.ArchSH:          {libseccomp.ArchSH, unix.AUDIT_ARCH_SHEL},
-	specs.ArchSHEB:        {libseccomp.ArchSHEB, unix.AUDIT_ARCH_SH},
-}
-
-var ops = map[specs.LinuxSeccompOperator]libseccomp.ScmpCompareOp{
-	specs.OpNotEqual:     libseccomp.CompareNotEqual,
-	specs.OpLessThan:     libseccomp.CompareLess,
-	specs.OpLessEqual:    libseccomp.CompareLessOrEqual,
-	specs.OpEqualTo:      libseccomp.CompareEqual,
-	specs.OpGreaterEqual: libseccomp.CompareGreaterEqual,
-	specs.OpGreaterThan:  libseccomp.CompareGreater,
-	specs.OpMaskedEqual:  libseccomp.CompareMaskedEqual,
-}
-
-// action converts a spec action. errnoRet applies to ERRNO and TRACE only;
-// for other actions ignoredErrno reports that it was given and ignored.
-func action(a specs.LinuxSeccompAction, errnoRet *uint) (act libseccomp.ScmpAction, ignoredErrno bool, err error) {
-	ret := int16(unix.EPERM)
+// action converts a spec action to its SECCOMP_RET_* value. errnoRet applies
+// to ERRNO and TRACE only; for other actions ignoredErrno reports that it was
+// given and ignored.
+func action(a specs.LinuxSeccompAction, errnoRet *uint) (act uint32, ignoredErrno bool, err error) {
+	ret := uint32(unix.EPERM)
 	if errnoRet != nil {
 		if *errnoRet > 0xffff {
 			return 0, false, fmt.Errorf("errnoRet %d out of range (0-65535)", *errnoRet)
 		}
-		ret = int16(uint16(*errnoRet))
+		ret = uint32(*errnoRet)
 	}
 	switch a {
 	case specs.ActKill, specs.ActKillThread:
-		act = libseccomp.ActKillThread
+		act = unix.SECCOMP_RET_KILL_THREAD
 	case specs.ActKillProcess:
-		act = libseccomp.ActKillProcess
+		act = unix.SECCOMP_RET_KILL_PROCESS
 	case specs.ActTrap:
-		act = libseccomp.ActTrap
+		act = unix.SECCOMP_RET_TRAP
 	case specs.ActErrno:
-		return libseccomp.ActErrno.SetReturnCode(ret), false, nil
+		return unix.SECCOMP_RET_ERRNO | ret, false, nil
 	case specs.ActTrace:
-		return libseccomp.ActTrace.SetReturnCode(ret), false, nil
+		return unix.SECCOMP_RET_TRACE | ret, false, nil
 	case specs.ActAllow:
-		act = libseccomp.ActAllow
+		act = unix.SECCOMP_RET_ALLOW
 	case specs.ActLog:
-		act = libseccomp.ActLog
+		act = unix.SECCOMP_RET_LOG
 	case specs.ActNotify:
-		act = libseccomp.ActNotify
+		act = unix.SECCOMP_RET_USER_NOTIF
 	default:
 		return 0, false, fmt.Errorf("unknown seccomp action %q", a)
 	}
@@ -192,48 +167,29 @@ func Compile(cfg *specs.LinuxSeccomp) (*Program, error) {
 		p.Flags |= bit
 	}
 
-	filter, err := libseccomp.NewFilter(defAct)
-	if err != nil {
-		return nil, fmt.Errorf("seccomp: creating filter: %w", err)
+	if runtime.GOARCH != "amd64" {
+		return nil, fmt.Errorf("seccomp: native architecture: %s is not supported", runtime.GOARCH)
 	}
-	defer filter.Release()
-	// The runtime sets no_new_privs itself when the spec asks for it.
-	if err := filter.SetNoNewPrivsBit(false); err != nil {
-		return nil, fmt.Errorf("seccomp: clearing the no_new_privs attribute: %w", err)
-	}
-
-	native, err := libseccomp.GetNativeArch()
-	if err != nil {
-		return nil, fmt.Errorf("seccomp: native architecture: %w", err)
-	}
-	filterArchs := []libseccomp.ScmpArch{native}
+	var dbs [numABIs]*archDB
+	dbs[abiX86_64] = newArchDB(abiX86_64)
 	for _, name := range cfg.Architectures {
 		a, ok := archs[name]
 		if !ok {
 			return nil, fmt.Errorf("seccomp: unknown architecture %q", name)
 		}
-		if err := filter.AddArch(a.scmp); err != nil {
-			return nil, fmt.Errorf("seccomp: adding architecture %s: %w", name, err)
-		}
-		if !slices.Contains(filterArchs, a.scmp) {
-			filterArchs = append(filterArchs, a.scmp)
-		}
-	}
-
-	// As runc does: libseccomp's binary tree layout for long rule sets
-	// (libseccomp <= 2.5.4 misbehaves with it on empty filters).
-	nrules := 0
-	for _, rule := range cfg.Syscalls {
-		nrules += len(rule.Names)
-	}
-	if nrules > 32 {
-		if err := filter.SetOptimize(2); err != nil {
-			warnf("libseccomp binary tree optimization unavailable: %v", err)
+		switch a.kind {
+		case archBigEndian:
+			// As libseccomp: one filter has one byte order.
+			return nil, fmt.Errorf("seccomp: adding architecture %s: %w", name, unix.EDOM)
+		case archABI:
+			if dbs[a.abi] == nil {
+				dbs[a.abi] = newArchDB(a.abi)
+			}
 		}
 	}
 
 	unknown := map[string]bool{}
-	var known []string // every resolvable name used by a rule, for the ENOSYS stub
+	var known []*sysEntry // every syscall used by a rule, for the ENOSYS stub
 	for i, rule := range cfg.Syscalls {
 		act, ignored, err := action(rule.Action, rule.ErrnoRet)
 		if err != nil {
@@ -259,19 +215,19 @@ func Compile(cfg *specs.LinuxSeccomp) (*Program, error) {
 			if name == "" {
 				return nil, fmt.Errorf("seccomp: syscalls[%d]: empty syscall name", i)
 			}
-			nr, err := libseccomp.GetSyscallFromName(name)
-			if err != nil {
+			e := lookupSyscall(name)
+			if e == nil {
 				if !unknown[name] {
 					unknown[name] = true
 					warnf("unknown syscall %q skipped", name)
 				}
 				continue
 			}
-			known = append(known, name)
+			known = append(known, e)
 			if act == defAct {
-				continue // redundant; libseccomp refuses it
+				continue // redundant (libseccomp refuses it)
 			}
-			if err := addRule(filter, nr, act, conds, split); err != nil {
+			if err := addRule(&dbs, e, act, conds, split); err != nil {
 				return nil, fmt.Errorf("seccomp: syscalls[%d]: adding rule for %s: %w", i, name, err)
 			}
 		}
@@ -290,18 +246,14 @@ func Compile(cfg *specs.LinuxSeccomp) (*Program, error) {
 		warnf("flag SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV dropped: no rule uses SCMP_ACT_NOTIFY")
 	}
 
-	prog, err := exportBPF(filter)
-	if err != nil {
-		return nil, fmt.Errorf("seccomp: %w", err)
+	var stub []*stubSection
+	if !lets(cfg.DefaultAction) &&
+		!(cfg.DefaultAction == specs.ActErrno && cfg.DefaultErrnoRet != nil && *cfg.DefaultErrnoRet == uint(unix.ENOSYS)) {
+		stub = stubSections(&dbs, known)
 	}
-	enosys := !lets(cfg.DefaultAction) &&
-		!(cfg.DefaultAction == specs.ActErrno && cfg.DefaultErrnoRet != nil && *cfg.DefaultErrnoRet == uint(unix.ENOSYS))
-	if enosys {
-		stub, err := enosysStub(filterArchs, known)
-		if err != nil {
-			return nil, fmt.Errorf("seccomp: -ENOSYS stub: %w", err)
-		}
-		prog = append(stub, prog...)
+	prog, err := generate(defAct, &dbs, stub)
+	if err != nil {
+		return nil, fmt.Errorf("seccomp: generating BPF: %w", err)
 	}
 	if len(prog) > bpfMaxInsns {
 		return nil, fmt.Errorf("seccomp: filter has %d BPF instructions, the kernel allows %d", len(prog), bpfMaxInsns)
@@ -310,10 +262,16 @@ func Compile(cfg *specs.LinuxSeccomp) (*Program, error) {
 	return p, nil
 }
 
+// cond is an argument condition of a rule.
+type cond struct {
+	arg int
+	cmp argCmp
+}
+
 // conditions converts a rule's argument conditions. split is set when two
 // conditions test the same argument: libseccomp cannot AND those, so each
 // becomes a rule of its own (runc's behaviour).
-func conditions(args []specs.LinuxSeccompArg) (conds []libseccomp.ScmpCondition, split bool, err error) {
+func conditions(args []specs.LinuxSeccompArg) (conds []cond, split bool, err error) {
 	var seen [maxArgs]bool
 	for j, a := range args {
 		if a.Index >= maxArgs {
@@ -323,65 +281,104 @@ func conditions(args []specs.LinuxSeccompArg) (conds []libseccomp.ScmpCondition,
 		if !ok {
 			return nil, false, fmt.Errorf("args[%d]: unknown operator %q", j, a.Op)
 		}
-		c, err := libseccomp.MakeCondition(a.Index, op, a.Value, a.ValueTwo)
-		if err != nil {
-			return nil, false, fmt.Errorf("args[%d]: %w", j, err)
+		c := argCmp{valid: true, op: op, mask: ^uint64(0), datum: a.Value}
+		if op == cmpMaskedEQ {
+			// (arg & value) == valueTwo
+			c.mask, c.datum = a.Value, a.ValueTwo
 		}
 		if seen[a.Index] {
 			split = true
 		}
 		seen[a.Index] = true
-		conds = append(conds, c)
+		conds = append(conds, cond{int(a.Index), c})
 	}
 	return conds, split, nil
 }
 
-func addRule(f *libseccomp.ScmpFilter, nr libseccomp.ScmpSyscall, act libseccomp.ScmpAction, conds []libseccomp.ScmpCondition, split bool) error {
+// addRule adds a rule (or, when split, one rule per condition) for syscall e
+// to each ABI of the filter. A syscall that does not exist on an ABI adds
+// nothing there (libseccomp adds a check of a negative "pseudo syscall"
+// number, which the kernel never passes).
+func addRule(dbs *[numABIs]*archDB, e *sysEntry, act uint32, conds []cond, split bool) error {
+	var sets [][]cond
 	switch {
 	case len(conds) == 0:
-		return f.AddRule(nr, act)
+		sets = [][]cond{nil}
 	case split:
 		for _, c := range conds {
-			if err := f.AddRuleConditional(nr, act, []libseccomp.ScmpCondition{c}); err != nil {
+			sets = append(sets, []cond{c})
+		}
+	default:
+		sets = [][]cond{conds}
+	}
+	for _, set := range sets {
+		r := dbRule{action: act}
+		for _, c := range set {
+			r.args[c.arg] = c.cmp
+		}
+		for a, db := range dbs {
+			if db == nil {
+				continue
+			}
+			if abi(a) == abiI386 {
+				if mux, call, ok := i386Mux(e.name); ok {
+					rm := r
+					rm.syscall = mux
+					rm.args[0] = argCmp{valid: true, op: cmpEQ, mask: ^uint64(0), datum: uint64(call)}
+					if err := db.add(&rm); err != nil {
+						return err
+					}
+				}
+			}
+			nr, ok := e.nr(abi(a))
+			if !ok {
+				continue
+			}
+			r.syscall = nr
+			if err := db.add(&r); err != nil {
 				return err
 			}
 		}
-		return nil
-	default:
-		return f.AddRuleConditional(nr, act, conds)
 	}
+	return nil
 }
 
-// exportBPF has libseccomp write the filter's BPF to a memfd and reads it
-// back as instructions (libseccomp writes them in host byte order).
-func exportBPF(filter *libseccomp.ScmpFilter) ([]unix.SockFilter, error) {
-	fd, err := unix.MemfdCreate("berth-seccomp-bpf", unix.MFD_CLOEXEC)
-	if err != nil {
-		return nil, fmt.Errorf("memfd_create: %w", err)
+// stubSections computes the -ENOSYS stub's limits: for each ABI of the
+// filter, the highest number of the syscalls in known.
+func stubSections(dbs *[numABIs]*archDB, known []*sysEntry) []*stubSection {
+	var max [numABIs]uint32
+	var found [numABIs]bool
+	for a, db := range dbs {
+		if db == nil {
+			continue
+		}
+		for _, e := range known {
+			if nr, ok := e.nr(abi(a)); ok && (!found[a] || nr > max[a]) {
+				max[a], found[a] = nr, true
+			}
+		}
 	}
-	f := os.NewFile(uintptr(fd), "berth-seccomp-bpf")
-	defer f.Close()
-	if err := filter.ExportBPF(f); err != nil {
-		return nil, fmt.Errorf("exporting BPF: %w", err)
+	var secs []*stubSection
+	if found[abiX86_64] || found[abiX32] {
+		secs = append(secs, &stubSection{audit: unix.AUDIT_ARCH_X86_64,
+			max64: max[abiX86_64], has64: found[abiX86_64],
+			maxX32: max[abiX32], hasX32: found[abiX32]})
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, err
+	if found[abiI386] {
+		secs = append(secs, &stubSection{audit: unix.AUDIT_ARCH_I386, max: max[abiI386]})
 	}
-	raw, err := io.ReadAll(f)
-	if err != nil {
-		return nil, fmt.Errorf("reading exported BPF: %w", err)
-	}
-	return decode(raw)
+	return secs
 }
 
-// decode turns raw struct sock_filter bytes into instructions.
+// decode turns raw struct sock_filter bytes (host byte order) into
+// instructions.
 func decode(raw []byte) ([]unix.SockFilter, error) {
 	const size = int(unsafe.Sizeof(unix.SockFilter{}))
 	if len(raw)%size != 0 {
-		return nil, fmt.Errorf("exported BPF is %d bytes, not a multiple of %d", len(raw), size)
+		return nil, fmt.Errorf("BPF is %d bytes, not a multiple of %d", len(raw), size)
 	}
 	if len(raw) == 0 {
-		return nil, errors.New("libseccomp exported an empty BPF program")
+		return nil, errors.New("empty BPF program")
 	}
 	prog := make([]unix.SockFilter, len(raw)/size)
 	for i := range prog {
