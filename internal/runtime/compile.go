@@ -488,7 +488,7 @@ func (c *compiler) ptyFrom(master int32, bindConsole bool) int32 {
 		b.Sys("set console size", unix.SYS_IOCTL, uintptr(master), unix.TIOCSWINSZ, b.Mem(unsafe.Pointer(ws), ws))
 	}
 	if !bindConsole {
-		c.sendFD("send pty master", master)
+		c.sendFD("send pty master", master, fdTagConsole)
 		b.Close(master)
 		return peer
 	}
@@ -500,15 +500,21 @@ func (c *compiler) ptyFrom(master int32, bindConsole bool) int32 {
 	b.Sys("bind pty on /dev/console", unix.SYS_MOUNT, b.Str(fdPath(peer)), b.Str(fdPath(t)), 0, unix.MS_BIND, 0)
 	b.Close(t)
 	b.Close(dev)
-	c.sendFD("send pty master", master)
+	c.sendFD("send pty master", master, fdTagConsole)
 	b.Close(master)
 	return peer
 }
 
-// sendFD appends a sendmsg of fd over the sync socket.
-func (c *compiler) sendFD(desc string, fd int32) {
+// Tags of the fds the child sends to the parent.
+const (
+	fdTagConsole = 'F'
+	fdTagSeccomp = 'S'
+)
+
+// sendFD appends a sendmsg of fd over the sync socket, tagged with what it is.
+func (c *compiler) sendFD(desc string, fd int32, tag byte) {
 	b := c.b
-	data := []byte{'F'}
+	data := []byte{tag}
 	iov := &unix.Iovec{Base: &data[0], Len: 1}
 	oob := unix.UnixRights(int(fd))
 	msg := &unix.Msghdr{Iov: iov, Iovlen: 1, Control: &oob[0]}

@@ -148,7 +148,7 @@ func (c *compiler) compileIdentity(pl *processPlan, inUserNS bool) error {
 		b.Mem(unsafe.Pointer(&pl.seccomp.Filter[0]), pl.seccomp.Filter)
 		if pl.seccomp.NeedsListener {
 			_, l := b.SysFD("load seccomp filter", unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, uintptr(pl.seccomp.Flags), b.Mem(unsafe.Pointer(prog), prog))
-			c.sendFD("send seccomp listener", l)
+			c.sendFD("send seccomp listener", l, fdTagSeccomp)
 			b.Close(l)
 		} else {
 			b.Sys("load seccomp filter", unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, uintptr(pl.seccomp.Flags), b.Mem(unsafe.Pointer(prog), prog))

@@ -2,9 +2,11 @@ package runtime
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -307,11 +309,19 @@ func release(sync int) error {
 // waitReady reads the child's status records until it is ready (or failed).
 func (r *Runtime) waitReady(ctx context.Context, s *spawned, hookWait, run bool) error {
 	for {
-		rec, fd, err := readRecord(s.sync)
+		rec, fd, tag, err := readMessage(s.sync)
 		if err != nil {
 			return fmt.Errorf("read from container init: %w", err)
 		}
 		if fd >= 0 {
+			if tag == fdTagSeccomp {
+				err := r.sendSeccompListener(s.c, s.pid, fd)
+				unix.Close(fd)
+				if err != nil {
+					return err
+				}
+				continue
+			}
 			if s.master != nil {
 				unix.Close(fd)
 				continue
@@ -365,6 +375,12 @@ func exitDescription(pid int) string {
 
 // readRecord reads one message: a status record, an fd, or EOF (nil, -1, nil).
 func readRecord(sock int) (*child.Record, int, error) {
+	rec, fd, _, err := readMessage(sock)
+	return rec, fd, err
+}
+
+// readMessage is readRecord that also returns the tag of a received fd.
+func readMessage(sock int) (*child.Record, int, byte, error) {
 	buf := make([]byte, 64)
 	oob := make([]byte, unix.CmsgSpace(4*4))
 	reset := false
@@ -380,12 +396,12 @@ func readRecord(sock int) (*child.Record, int, error) {
 			continue
 		}
 		if err != nil {
-			return nil, -1, err
+			return nil, -1, 0, err
 		}
 		if oobn > 0 {
 			msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
 			if err != nil {
-				return nil, -1, err
+				return nil, -1, 0, err
 			}
 			for _, m := range msgs {
 				fds, err := unix.ParseUnixRights(&m)
@@ -393,18 +409,18 @@ func readRecord(sock int) (*child.Record, int, error) {
 					for _, extra := range fds[1:] {
 						unix.Close(extra)
 					}
-					return nil, fds[0], nil
+					return nil, fds[0], buf[0], nil
 				}
 			}
 		}
 		if n == 0 {
-			return nil, -1, nil
+			return nil, -1, 0, nil
 		}
 		if n < int(unsafe.Sizeof(child.Record{})) {
-			return nil, -1, fmt.Errorf("short record (%d bytes)", n)
+			return nil, -1, 0, fmt.Errorf("short record (%d bytes)", n)
 		}
 		rec := *(*child.Record)(unsafe.Pointer(&buf[0]))
-		return &rec, -1, nil
+		return &rec, -1, 0, nil
 	}
 }
 
@@ -732,4 +748,32 @@ func cgroupBindList(paths map[string]string) []cgroupBind {
 		out = append(out, cgroupBind{name: name, hostDir: dir})
 	}
 	return out
+}
+
+// sendSeccompListener hands a seccomp notify fd to the agent at the spec's listenerPath, with the
+// container process state, as the runtime spec describes.
+func (r *Runtime) sendSeccompListener(c *Container, pid, fd int) error {
+	sc := c.Spec.Linux.Seccomp
+	if sc == nil || sc.ListenerPath == "" {
+		return fmt.Errorf("seccomp: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath")
+	}
+	st := r.StateOf(c)
+	st.Status = StatusCreating
+	st.Pid = pid
+	msg, err := json.Marshal(specs.ContainerProcessState{
+		Version: specs.Version, Fds: []string{specs.SeccompFdName}, Pid: pid,
+		Metadata: sc.ListenerMetadata, State: st.State,
+	})
+	if err != nil {
+		return err
+	}
+	conn, err := net.Dial("unix", sc.ListenerPath)
+	if err != nil {
+		return fmt.Errorf("seccomp listener %s: %w", sc.ListenerPath, err)
+	}
+	defer conn.Close()
+	if _, _, err := conn.(*net.UnixConn).WriteMsgUnix(msg, unix.UnixRights(fd), nil); err != nil {
+		return fmt.Errorf("seccomp listener %s: %w", sc.ListenerPath, err)
+	}
+	return nil
 }

@@ -304,8 +304,17 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOpts) (int, error) 
 	}
 	var master *os.File
 	for {
-		rec, fd, err := readRecord(sp[0])
+		rec, fd, tag, err := readMessage(sp[0])
 		if fd >= 0 {
+			if tag == fdTagSeccomp {
+				err := r.sendSeccompListener(c, pid, fd)
+				unix.Close(fd)
+				if err != nil {
+					kill()
+					return 1, err
+				}
+				continue
+			}
 			master = os.NewFile(uintptr(fd), "/dev/ptmx")
 			continue
 		}
