@@ -490,10 +490,7 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 		return err
 	}
 	if h := c.Spec.Hooks; h != nil && len(h.Poststart) > 0 {
-		st := r.StateOf(c)
-		if err := runHooks(ctx, "poststart", h.Poststart, st); err != nil {
-			return err
-		}
+		r.runHooksWarn(ctx, "poststart", h.Poststart, r.StateOf(c))
 	}
 	return nil
 }
@@ -606,10 +603,7 @@ func (r *Runtime) destroy(ctx context.Context, c *Container) error {
 		st := r.StateOf(c)
 		st.Status = StatusStopped
 		st.Pid = 0
-		if err := runHooks(ctx, "poststop", h.Poststop, st); err != nil {
-			// poststop failures are logged and do not stop deletion (runtime spec)
-			r.logger().Warn("poststop hook", "err", err)
-		}
+		r.runHooksWarn(ctx, "poststop", h.Poststop, st)
 	}
 	if err := os.RemoveAll(c.dir); err != nil {
 		return fmt.Errorf("remove state: %w", err)

@@ -58,6 +58,16 @@ func runHooks(ctx context.Context, kind string, hooks []specs.Hook, st State) er
 	return nil
 }
 
+// runHooksWarn runs every hook even when some fail, logging each failure as a warning: poststart
+// and poststop failures must not change the lifecycle (runtime spec).
+func (r *Runtime) runHooksWarn(ctx context.Context, kind string, hooks []specs.Hook, st State) {
+	for _, h := range hooks {
+		if err := runHooks(ctx, kind, []specs.Hook{h}, st); err != nil {
+			r.logger().Warn(err.Error())
+		}
+	}
+}
+
 // runHooksIn runs hooks inside the namespaces of process pid (createContainer before pivot_root,
 // startContainer after it).
 func (r *Runtime) runHooksIn(ctx context.Context, pid int, s *specs.Spec, kind string, hooks []specs.Hook, st State) error {

@@ -87,9 +87,7 @@ func (r *Runtime) Run(ctx context.Context, o CreateOpts, detach bool) (int, erro
 	c.Started = true
 	c.save()
 	if h := c.Spec.Hooks; h != nil && len(h.Poststart) > 0 {
-		if err := runHooks(ctx, "poststart", h.Poststart, r.StateOf(c)); err != nil {
-			return fail(err)
-		}
+		r.runHooksWarn(ctx, "poststart", h.Poststart, r.StateOf(c))
 	}
 	mark("exec done")
 	code := waitForward(s.pid, sigs, s.master)

@@ -1,6 +1,10 @@
 package seccomp
 
-import "golang.org/x/sys/unix"
+import (
+	"errors"
+
+	"golang.org/x/sys/unix"
+)
 
 // This file is the rule database: how the rules of one architecture are
 // merged into a decision tree per syscall. It follows libseccomp 2.5's
@@ -99,6 +103,45 @@ type iterState struct {
 	sx     *dbSys
 }
 
+// treeOps runs the tree operations of one rule addition with a guard:
+// libseccomp 2.5 can link a level of a tree into a cycle on some sets of
+// overlapping rules and then never returns (seccomp_rule_add() spins); the
+// same happens here, so the operations count their steps and recursion depth
+// and give up (errTooComplex) far beyond what any terminating addition needs.
+type treeOps struct {
+	steps, depth int
+}
+
+const (
+	maxTreeSteps = 20_000_000
+	maxTreeDepth = 100_000
+)
+
+// errTooComplex is what adding a rule fails with where libseccomp would not
+// terminate.
+var errTooComplex = errors.New("the rules for this syscall are too complex (libseccomp would loop forever on them)")
+
+type treeLoop struct{}
+
+// step counts one step; it panics with treeLoop when the budget is spent.
+func (o *treeOps) step() {
+	o.steps++
+	if o.steps > maxTreeSteps {
+		panic(treeLoop{})
+	}
+}
+
+// enter counts a recursive call; leave must follow.
+func (o *treeOps) enter() {
+	o.step()
+	o.depth++
+	if o.depth > maxTreeDepth {
+		panic(treeLoop{})
+	}
+}
+
+func (o *treeOps) leave() { o.depth-- }
+
 func argPriority(a *node) int {
 	p := a.arg << 1
 	if a.hi {
@@ -151,13 +194,17 @@ func nodeGet(n *node) *node {
 }
 
 // levelClean is _db_level_clean.
-func levelClean(n *node) int {
+func (o *treeOps) levelClean(n *node) int {
+	o.enter()
+	defer o.leave()
 	cnt := 0
 	for n.lvlPrv != nil {
+		o.step()
 		n = n.lvlPrv
 	}
 	start := n
 	for ; n != nil; n = n.lvlNxt {
+		o.step()
 		links := 0
 		if n.lvlPrv != nil {
 			links++
@@ -170,16 +217,19 @@ func levelClean(n *node) int {
 		}
 	}
 	for n = start; n != nil; {
-		cnt += nodePut(&n)
+		o.step()
+		cnt += o.nodePut(&n)
 	}
 	return cnt
 }
 
 // treePut is _db_tree_put.
-func treePut(tree **node) int {
-	cnt := nodePut(tree)
+func (o *treeOps) treePut(tree **node) int {
+	o.enter()
+	defer o.leave()
+	cnt := o.nodePut(tree)
 	if *tree != nil {
-		cnt += levelClean(*tree)
+		cnt += o.levelClean(*tree)
 	}
 	return cnt
 }
@@ -187,7 +237,9 @@ func treePut(tree **node) int {
 // nodePut is _db_node_put: it drops a reference and, on the last one,
 // unlinks the node from its level, drops its sub-trees and points *np at a
 // neighbour on the level (or nil). It returns the number of nodes freed.
-func nodePut(np **node) int {
+func (o *treeOps) nodePut(np **node) int {
+	o.enter()
+	defer o.leave()
 	n := *np
 	if n == nil {
 		return 0
@@ -206,10 +258,10 @@ func nodePut(np **node) int {
 		lvlN.lvlPrv = nil
 	}
 	if lvlP != nil {
-		cnt += nodePut(&lvlP)
+		cnt += o.nodePut(&lvlP)
 	}
 	if lvlN != nil {
-		cnt += nodePut(&lvlN)
+		cnt += o.nodePut(&lvlN)
 	}
 	if lvlP != nil {
 		lvlP.lvlNxt = nodeGet(lvlN)
@@ -225,28 +277,32 @@ func nodePut(np **node) int {
 	default:
 		*np = nil
 	}
-	cnt += treePut(&nxtT)
-	cnt += treePut(&nxtF)
+	cnt += o.treePut(&nxtT)
+	cnt += o.treePut(&nxtF)
 	n.freed = true
 	return cnt + 1
 }
 
 // treeRemove is _db_tree_remove.
-func treeRemove(tree **node, target *node) int {
+func (o *treeOps) treeRemove(tree **node, target *node) int {
+	o.enter()
+	defer o.leave()
 	if tree == nil || *tree == nil || target == nil {
 		return 0
 	}
 	cnt := 0
 	c := *tree
 	for c.lvlPrv != nil {
+		o.step()
 		c = c.lvlPrv
 	}
 	for {
+		o.step()
 		if c == target {
 			break
 		}
-		cnt += treeRemove(&c.nxtT, target)
-		cnt += treeRemove(&c.nxtF, target)
+		cnt += o.treeRemove(&c.nxtT, target)
+		cnt += o.treeRemove(&c.nxtF, target)
 		if chainZombie(c) {
 			break
 		}
@@ -270,24 +326,28 @@ func treeRemove(tree **node, target *node) int {
 		c.lvlNxt.lvlPrv = c.lvlPrv
 	}
 	c.lvlPrv, c.lvlNxt = nil, nil
-	return cnt + nodePut(&c)
+	return cnt + o.nodePut(&c)
 }
 
 // treeActCheck is _db_tree_act_check: whether every action in the tree is
 // action.
-func treeActCheck(tree *node, action uint32) bool {
+func (o *treeOps) treeActCheck(tree *node, action uint32) bool {
+	o.enter()
+	defer o.leave()
 	if tree == nil {
 		return true
 	}
 	c := tree
 	for c.lvlPrv != nil {
+		o.step()
 		c = c.lvlPrv
 	}
 	for ; c != nil; c = c.lvlNxt {
+		o.step()
 		if c.actTFlg && c.actT != action || c.actFFlg && c.actF != action {
 			return false
 		}
-		if !treeActCheck(c.nxtT, action) || !treeActCheck(c.nxtF, action) {
+		if !o.treeActCheck(c.nxtT, action) || !o.treeActCheck(c.nxtF, action) {
 			return false
 		}
 	}
@@ -297,7 +357,9 @@ func treeActCheck(tree *node, action uint32) bool {
 // treePrune is _db_tree_prune: it removes the parts of the existing tree
 // that the new one makes redundant and reports in state whether the new tree
 // is itself redundant. It returns the number of nodes removed.
-func treePrune(existing **node, n *node, state *iterState) int {
+func (o *treeOps) treePrune(existing **node, n *node, state *iterState) int {
+	o.enter()
+	defer o.leave()
 	cnt := 0
 	stateNew := *state
 	x := *existing
@@ -310,9 +372,11 @@ func treePrune(existing **node, n *node, state *iterState) int {
 		goto pruneReturn
 	}
 	for x.lvlPrv != nil {
+		o.step()
 		x = x.lvlPrv
 	}
 	for x != nil {
+		o.step()
 		xNext := x.lvlNxt
 		if chainEq(x, n) {
 			stateNew.flags |= istMMatchSet
@@ -338,8 +402,8 @@ func treePrune(existing **node, n *node, state *iterState) int {
 				nodeGet(x)
 				stateNxt = *state
 				stateNxt.flags |= istMMatchSet
-				cnt += treePrune(&x.nxtT, n.nxtT, &stateNxt)
-				cnt += nodePut(&x)
+				cnt += o.treePrune(&x.nxtT, n.nxtT, &stateNxt)
+				cnt += o.nodePut(&x)
 				if stateNxt.flags&istMatch != 0 {
 					stateNew.flags |= stateNxt.flags
 				}
@@ -351,8 +415,8 @@ func treePrune(existing **node, n *node, state *iterState) int {
 				nodeGet(x)
 				stateNxt = *state
 				stateNxt.flags |= istMMatchSet
-				cnt += treePrune(&x.nxtF, n.nxtF, &stateNxt)
-				cnt += nodePut(&x)
+				cnt += o.treePrune(&x.nxtF, n.nxtF, &stateNxt)
+				cnt += o.nodePut(&x)
 				if stateNxt.flags&istMatch != 0 {
 					stateNew.flags |= stateNxt.flags
 				}
@@ -360,14 +424,14 @@ func treePrune(existing **node, n *node, state *iterState) int {
 					goto pruneNextNode
 				}
 			}
-			if treeActCheck(x, stateNew.action) && stateNew.flags&istMatch != 0 &&
+			if o.treeActCheck(x, stateNew.action) && stateNew.flags&istMatch != 0 &&
 				stateNew.flags&istNFinished != 0 && stateNew.flags&istXPrefix != 0 {
 				// the new tree is "shorter"
-				cnt += treeRemove(&state.sx.chains, x)
+				cnt += o.treeRemove(&state.sx.chains, x)
 				if state.sx.chains == nil {
 					goto pruneReturn
 				}
-			} else if treeActCheck(x, stateNew.action) && stateNew.flags&istMatch != 0 &&
+			} else if o.treeActCheck(x, stateNew.action) && stateNew.flags&istMatch != 0 &&
 				stateNew.flags&istXFinished != 0 && stateNew.flags&istNPrefix != 0 {
 				// the new tree is "longer"
 				goto pruneReturn
@@ -381,8 +445,8 @@ func treePrune(existing **node, n *node, state *iterState) int {
 				stateNxt = *state
 				stateNxt.flags &^= istMatch
 				stateNxt.flags |= istXPrefix
-				cnt += treePrune(&x.nxtT, n, &stateNxt)
-				cnt += nodePut(&x)
+				cnt += o.treePrune(&x.nxtT, n, &stateNxt)
+				cnt += o.nodePut(&x)
 				if stateNxt.flags&istMatch != 0 {
 					stateNew.flags |= stateNxt.flags
 					goto pruneReturn
@@ -396,8 +460,8 @@ func treePrune(existing **node, n *node, state *iterState) int {
 				stateNxt = *state
 				stateNxt.flags &^= istMatch
 				stateNxt.flags |= istXPrefix
-				cnt += treePrune(&x.nxtF, n, &stateNxt)
-				cnt += nodePut(&x)
+				cnt += o.treePrune(&x.nxtF, n, &stateNxt)
+				cnt += o.nodePut(&x)
 				if stateNxt.flags&istMatch != 0 {
 					stateNew.flags |= stateNxt.flags
 					goto pruneReturn
@@ -415,8 +479,8 @@ func treePrune(existing **node, n *node, state *iterState) int {
 				stateNxt = *state
 				stateNxt.flags &^= istMatch
 				stateNxt.flags |= istNPrefix
-				cnt += treePrune(&x, n.nxtT, &stateNxt)
-				cnt += nodePut(&x)
+				cnt += o.treePrune(&x, n.nxtT, &stateNxt)
+				cnt += o.nodePut(&x)
 				if stateNxt.flags&istMatch != 0 {
 					stateNew.flags |= stateNxt.flags
 					goto pruneReturn
@@ -430,8 +494,8 @@ func treePrune(existing **node, n *node, state *iterState) int {
 				stateNxt = *state
 				stateNxt.flags &^= istMatch
 				stateNxt.flags |= istNPrefix
-				cnt += treePrune(&x, n.nxtF, &stateNxt)
-				cnt += nodePut(&x)
+				cnt += o.treePrune(&x, n.nxtF, &stateNxt)
+				cnt += o.nodePut(&x)
 				if stateNxt.flags&istMatch != 0 {
 					stateNew.flags |= stateNxt.flags
 					goto pruneReturn
@@ -458,16 +522,19 @@ pruneReturn:
 
 // treeAdd is _db_tree_add: it merges the new tree into the existing one. It
 // fails with EEXIST where the two give a syscall different actions.
-func treeAdd(existing **node, n *node, state *iterState) error {
+func (o *treeOps) treeAdd(existing **node, n *node, state *iterState) error {
+	o.enter()
+	defer o.leave()
 	x := *existing
 	for x != nil {
+		o.step()
 		if chainEq(x, n) {
 			if n.actTFlg {
 				if !x.actTFlg {
-					if !treeActCheck(x.nxtT, n.actT) {
+					if !o.treeActCheck(x.nxtT, n.actT) {
 						return unix.EEXIST
 					}
-					nodePut(&x.nxtT)
+					o.nodePut(&x.nxtT)
 					x.nxtT = nil
 					x.actT = n.actT
 					x.actTFlg = true
@@ -483,10 +550,10 @@ func treeAdd(existing **node, n *node, state *iterState) error {
 			}
 			if n.actFFlg {
 				if !x.actFFlg {
-					if !treeActCheck(x.nxtF, n.actF) {
+					if !o.treeActCheck(x.nxtF, n.actF) {
 						return unix.EEXIST
 					}
-					nodePut(&x.nxtF)
+					o.nodePut(&x.nxtF)
 					x.nxtF = nil
 					x.actF = n.actF
 					x.actFFlg = true
@@ -504,7 +571,7 @@ func treeAdd(existing **node, n *node, state *iterState) error {
 			if n.nxtT != nil {
 				switch {
 				case x.nxtT != nil:
-					if err := treeAdd(&x.nxtT, n.nxtT, state); err != nil {
+					if err := o.treeAdd(&x.nxtT, n.nxtT, state); err != nil {
 						return err
 					}
 				case !x.actTFlg:
@@ -516,7 +583,7 @@ func treeAdd(existing **node, n *node, state *iterState) error {
 			if n.nxtF != nil {
 				switch {
 				case x.nxtF != nil:
-					if err := treeAdd(&x.nxtF, n.nxtF, state); err != nil {
+					if err := o.treeAdd(&x.nxtF, n.nxtF, state); err != nil {
 						return err
 					}
 				case !x.actFFlg:
@@ -546,7 +613,7 @@ func treeAdd(existing **node, n *node, state *iterState) error {
 			}
 			if *existing == x {
 				*existing = nodeGet(n)
-				nodePut(&x)
+				o.nodePut(&x)
 			}
 			return nil
 		}
@@ -690,7 +757,16 @@ func ruleGen32(r *dbRule) *dbSys {
 }
 
 // add is db_rule_add: it merges a rule into the syscall's filter.
-func (db *archDB) add(r *dbRule) error {
+func (db *archDB) add(r *dbRule) (err error) {
+	var o treeOps
+	defer func() {
+		if p := recover(); p != nil {
+			if _, ok := p.(treeLoop); !ok {
+				panic(p)
+			}
+			err = errTooComplex
+		}
+	}()
 	var sNew *dbSys
 	if db.bits32 {
 		sNew = ruleGen32(r)
@@ -715,13 +791,13 @@ func (db *archDB) add(r *dbRule) error {
 		}
 		if sNew.chains == nil {
 			// an unconditional rule replaces the chains
-			treePut(&sIter.chains)
+			o.treePut(&sIter.chains)
 			sIter.chains = nil
 			sIter.action = r.action
 			return nil
 		}
 		state := iterState{sx: sIter, action: r.action}
-		if rc := treePrune(&sIter.chains, sNew.chains, &state); rc > 0 {
+		if rc := o.treePrune(&sIter.chains, sNew.chains, &state); rc > 0 {
 			rmFlag = true
 			if sIter.chains == nil {
 				continue
@@ -732,9 +808,9 @@ func (db *archDB) add(r *dbRule) error {
 		break
 	}
 	state := iterState{sx: sIter}
-	if err := treeAdd(&sIter.chains, sNew.chains, &state); err != nil {
+	if err := o.treeAdd(&sIter.chains, sNew.chains, &state); err != nil {
 		return err
 	}
-	treePut(&sNew.chains)
+	o.treePut(&sNew.chains)
 	return nil
 }

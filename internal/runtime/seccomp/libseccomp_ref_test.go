@@ -7,16 +7,20 @@ package seccomp
 
 import (
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 	libseccomp "github.com/seccomp/libseccomp-golang"
@@ -174,7 +178,7 @@ func refCompile(cfg *specs.LinuxSeccomp) (*Program, error) {
 			return nil, fmt.Errorf("seccomp: syscalls[%d] %v: %w", i, rule.Names, err)
 		}
 		if ignored {
-			warnf("syscalls[%d] %v: errnoRet is ignored with refAction %s", i, rule.Names, rule.Action)
+			warnf("syscalls[%d] %v: errnoRet is ignored with action %s", i, rule.Names, rule.Action)
 		}
 		conds, split, err := refConditions(rule.Args)
 		if err != nil {
@@ -224,6 +228,9 @@ func refCompile(cfg *specs.LinuxSeccomp) (*Program, error) {
 		warnf("flag SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV dropped: no rule uses SCMP_ACT_NOTIFY")
 	}
 
+	if refPFC != nil {
+		filter.ExportPFC(refPFC)
+	}
 	prog, err := refExportBPF(filter)
 	if err != nil {
 		return nil, fmt.Errorf("seccomp: %w", err)
@@ -490,16 +497,83 @@ func (a *refAssembler) assemble() ([]unix.SockFilter, error) {
 	return out, nil
 }
 
-// refCase compiles cfg with the reference implementation.
-func refCase(name string, cfg *specs.LinuxSeccomp, seed uint64) goldenCase {
+// refPFC, if set, receives libseccomp's pseudo filter code.
+var refPFC *os.File
+
+// refCase compiles cfg with the reference implementation. Where this
+// package finds that libseccomp would loop forever, the reference runs in a
+// subprocess with a timeout to confirm it; otherwise in a goroutine with a
+// watchdog.
+func refCase(t testing.TB, name string, cfg *specs.LinuxSeccomp, seed uint64) goldenCase {
 	c := goldenCase{Name: name, Config: cfg, Seed: seed}
-	p, err := refCompile(cfg)
-	if err != nil {
-		c.Err = err.Error()
+	if os.Getenv("BERTH_DIFF_TRACE") != "" {
+		fmt.Fprintln(os.Stderr, "case", name)
+	}
+	if _, err := Compile(cfg); errors.Is(err, errTooComplex) {
+		if refLoops(t, cfg) {
+			c.Err = libseccompLoops
+		} else {
+			c.Err = "libseccomp terminates"
+		}
 		return c
 	}
+	type result struct {
+		p   *Program
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		p, err := refCompile(cfg)
+		done <- result{p, err}
+	}()
+	var res result
+	select {
+	case res = <-done:
+	case <-time.After(10 * time.Second):
+		c.Err = "libseccomp does not terminate (but berth does)"
+		return c
+	}
+	if res.err != nil {
+		c.Err = res.err.Error()
+		return c
+	}
+	p := res.p
 	c.Flags, c.Listener, c.Warnings, c.Filter = p.Flags, p.NeedsListener, p.Warnings, encode(p.Filter)
 	return c
+}
+
+// refLoops reports whether refCompile(cfg) runs for more than 5 seconds, in
+// a subprocess.
+func refLoops(t testing.TB, cfg *specs.LinuxSeccomp) bool {
+	b, _ := json.Marshal(cfg)
+	f := filepath.Join(t.TempDir(), "cfg.json")
+	if err := os.WriteFile(f, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	exe, _ := os.Executable()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, exe, "-test.run=^TestRefCompileFile$")
+	cmd.Env = append(os.Environ(), "BERTH_REF_CFG="+f)
+	err := cmd.Run()
+	return ctx.Err() != nil || err != nil
+}
+
+// TestRefCompileFile is refLoops's subprocess.
+func TestRefCompileFile(t *testing.T) {
+	f := os.Getenv("BERTH_REF_CFG")
+	if f == "" {
+		t.Skip("BERTH_REF_CFG not set")
+	}
+	b, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg specs.LinuxSeccomp
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	refCompile(&cfg)
 }
 
 // diffCases returns n random configurations and the hand-picked ones, with
@@ -507,12 +581,12 @@ func refCase(name string, cfg *specs.LinuxSeccomp, seed uint64) goldenCase {
 func diffCases(t testing.TB, seed uint64, n int) []goldenCase {
 	var cases []goldenCase
 	for name, cfg := range handCases(t) {
-		cases = append(cases, refCase(name, cfg, seed))
+		cases = append(cases, refCase(t, name, cfg, seed))
 	}
 	slices.SortFunc(cases, func(a, b goldenCase) int { return strings.Compare(a.Name, b.Name) })
 	r := rand.New(rand.NewPCG(seed, 2))
 	for i := range n {
-		cases = append(cases, refCase(fmt.Sprintf("random-%d", i), randomConfig(r), r.Uint64()))
+		cases = append(cases, refCase(t, fmt.Sprintf("random-%d", i), randomConfig(r), r.Uint64()))
 	}
 	return cases
 }
