@@ -96,6 +96,8 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			runtime.Mark("command parsed")
+			defer runtime.Mark("logging ready")
 			return setupLogging()
 		},
 	}

@@ -484,11 +484,7 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	os.Remove(fifo)
-	c.Started = true
-	if err := c.save(); err != nil {
-		return err
-	}
+	os.Remove(fifo) // the fifo's absence is what marks the container started
 	if h := c.Spec.Hooks; h != nil && len(h.Poststart) > 0 {
 		r.runHooksWarn(ctx, "poststart", h.Poststart, r.StateOf(c))
 	}

@@ -40,8 +40,6 @@ type Container struct {
 	Owner       string            `json:"owner"`
 	CgroupPaths map[string]string `json:"cgroup_paths"`
 	Spec        *specs.Spec       `json:"config"`
-	// Started is set once start (or run) released the process.
-	Started bool `json:"started"`
 
 	dir string
 }
