@@ -1,8 +1,9 @@
 # berth: see README.md.
 SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(PATH)
-# berth-runtime links libseccomp through cgo.
-export CGO_ENABLED := 1
+# Static, cgo-free binaries: a runtime starts 3-4 times per container, and dynamic linking costs
+# start-up time (docs/runtime-design.md).
+export CGO_ENABLED := 0
 
 GO ?= go
 # Runtimes compared by `make validate` (paths or names in $PATH).
@@ -20,7 +21,7 @@ all: build
 
 ## build: bin/berth-runtime (and every other command under cmd/)
 build:
-	$(GO) build -o bin/ ./cmd/...
+	$(GO) build -trimpath -ldflags "-s -w" -o bin/ ./cmd/...
 
 ## test: the project's test command (needs root)
 test:

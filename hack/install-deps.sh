@@ -6,7 +6,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
-PKGS=(build-essential pkg-config libseccomp-dev busybox-static runc crun
+PKGS=(build-essential pkg-config busybox-static runc crun
 	podman docker.io skopeo umoci curl iproute2 util-linux ca-certificates git)
 
 if [ "$(id -u)" != 0 ]; then

@@ -22,6 +22,7 @@ type block struct {
 	insns []insn
 	pos   int // first instruction, during assemble
 	ret   bool
+	buf   [3]insn // room for the usual ld, and, jump
 }
 
 type insn struct {
@@ -45,26 +46,35 @@ func (a *assembler) place(b *block) {
 
 // retBlock returns an unplaced block that returns k.
 func retBlock(k uint32) *block {
-	return &block{ret: true, insns: []insn{{SockFilter: unix.SockFilter{Code: unix.BPF_RET | unix.BPF_K, K: k}}}}
+	b := &block{ret: true}
+	b.add(insn{SockFilter: unix.SockFilter{Code: unix.BPF_RET | unix.BPF_K, K: k}})
+	return b
+}
+
+func (b *block) add(in insn) {
+	if b.insns == nil {
+		b.insns = b.buf[:0]
+	}
+	b.insns = append(b.insns, in)
 }
 
 func (b *block) ld(off uint32) {
-	b.insns = append(b.insns, insn{SockFilter: unix.SockFilter{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: off}})
+	b.add(insn{SockFilter: unix.SockFilter{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: off}})
 }
 
 func (b *block) and(k uint32) {
-	b.insns = append(b.insns, insn{SockFilter: unix.SockFilter{Code: unix.BPF_ALU | unix.BPF_AND | unix.BPF_K, K: k}})
+	b.add(insn{SockFilter: unix.SockFilter{Code: unix.BPF_ALU | unix.BPF_AND | unix.BPF_K, K: k}})
 }
 
 // jmp ends the block with a conditional jump (op is BPF_JEQ, BPF_JGT,
 // BPF_JGE or BPF_JSET).
 func (b *block) jmp(op uint16, k uint32, jt, jf *block) {
-	b.insns = append(b.insns, insn{SockFilter: unix.SockFilter{Code: unix.BPF_JMP | op | unix.BPF_K, K: k}, jt: jt, jf: jf})
+	b.add(insn{SockFilter: unix.SockFilter{Code: unix.BPF_JMP | op | unix.BPF_K, K: k}, jt: jt, jf: jf})
 }
 
 // ja ends the block with an unconditional jump.
 func (b *block) ja(to *block) {
-	b.insns = append(b.insns, insn{SockFilter: unix.SockFilter{Code: unix.BPF_JMP | unix.BPF_JA}, ja: to})
+	b.add(insn{SockFilter: unix.SockFilter{Code: unix.BPF_JMP | unix.BPF_JA}, ja: to})
 }
 
 // target returns the block's only jump target if it is a single jump.
@@ -159,7 +169,7 @@ func (a *assembler) trampolines() (bool, error) {
 				t := &block{}
 				if (*tp).ret {
 					t.ret = true
-					t.insns = append(t.insns, (*tp).insns[0])
+					t.add((*tp).insns[0])
 				} else {
 					t.ja(*tp)
 				}

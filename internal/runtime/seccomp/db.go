@@ -48,15 +48,16 @@ type argCmp struct {
 type dbRule struct {
 	action  uint32
 	syscall uint32
+	pseudo  int // 1 + table index of a syscall the ABI does not have (see archDB.pseudo), or 0
 	args    [maxArgs]argCmp
 }
 
 // node is a node of an argument tree (struct db_arg_chain_tree).
 type node struct {
 	arg              int
-	hi               bool  // compares the high word of a 64-bit argument
-	op, opOrig       cmpOp // op is one of EQ, MASKED_EQ, GT, GE
-	mask, datum      uint64
+	hi               bool   // compares the high word of a 64-bit argument
+	op, opOrig       cmpOp  // op is one of EQ, MASKED_EQ, GT, GE
+	mask, datum      uint32 // the word compared: 32-bit (libseccomp's too)
 	datumFull        uint64
 	nxtT, nxtF       *node
 	lvlPrv, lvlNxt   *node
@@ -70,20 +71,36 @@ type node struct {
 // tree of argument comparisons.
 type dbSys struct {
 	num    uint32
+	pseudo bool
 	chains *node
 	action uint32
 }
 
 // archDB holds the rules of one ABI (struct db_filter).
 type archDB struct {
-	abi      abi
-	bits32   bool // arguments are compared as 32-bit values (i386, x32)
-	syscalls map[uint32]*dbSys
+	abi    abi
+	bits32 bool // arguments are compared as 32-bit values (i386, x32)
+	// sys holds the syscall filters: those of syscalls, by number without
+	// x32Bit (all numbers of the table are below maxSyscallNr), and those of
+	// pseudo syscalls.
+	sys []dbSys
+	// byNr is 1 + the index in sys of each syscall's filter, or 0.
+	byNr [maxSyscallNr]uint16
+	// byPseudo is the same for the syscalls the ABI does not have, by index
+	// in syscallTable. libseccomp keeps them under negative "pseudo syscall"
+	// numbers (and puts checks the kernel never passes in the BPF); they
+	// generate no code here, but rules for them still conflict (EEXIST) as
+	// in libseccomp.
+	byPseudo []uint16
 }
 
-func newArchDB(a abi) *archDB {
-	return &archDB{abi: a, bits32: a != abiX86_64, syscalls: map[uint32]*dbSys{}}
+// newArchDB returns an empty database for about n syscalls.
+func newArchDB(a abi, n int) *archDB {
+	return &archDB{abi: a, bits32: a != abiX86_64, sys: make([]dbSys, 0, n)}
 }
+
+// maxSyscallNr bounds the syscall numbers of the table (without x32Bit).
+const maxSyscallNr = 1024
 
 // Flags of the tree pruning state (struct db_iter_state).
 const (
@@ -625,8 +642,8 @@ func needLo(a *argCmp) bool { return !(a.op == cmpMaskedEQ && uint32(a.mask) == 
 func needHi(a *argCmp) bool { return !(a.op == cmpMaskedEQ && a.mask>>32 == 0) }
 
 // ruleGen64 is _db_rule_gen_64: a chain of high/low word comparisons.
-func ruleGen64(r *dbRule) *dbSys {
-	s := &dbSys{num: r.syscall}
+func ruleGen64(r *dbRule) dbSys {
+	s := dbSys{num: r.syscall}
 	var cIter, cPrev [3]*node
 	var opPrev cmpOp
 	for i := range r.args {
@@ -641,8 +658,8 @@ func ruleGen64(r *dbRule) *dbSys {
 		case cmpGT, cmpGE, cmpLE, cmpLT:
 			c2 = &node{arg: i}
 			c1.hi = true
-			c0.mask, c1.mask, c2.mask = mask>>32, mask>>32, mask&0xffffffff
-			c0.datum, c1.datum, c2.datum = datum>>32, datum>>32, datum&0xffffffff
+			c0.mask, c1.mask, c2.mask = uint32(mask>>32), uint32(mask>>32), uint32(mask)
+			c0.datum, c1.datum, c2.datum = uint32(datum>>32), uint32(datum>>32), uint32(datum)
 			c0.datumFull, c1.datumFull, c2.datumFull = datum, datum, datum
 			c0.datum &= c0.mask
 			c1.datum &= c1.mask
@@ -657,8 +674,8 @@ func ruleGen64(r *dbRule) *dbSys {
 			c0.nxtF = nodeGet(c1)
 			c1.nxtT = nodeGet(c2)
 		default: // EQ, MASKED_EQ, NE
-			c0.mask, c1.mask = mask>>32, mask&0xffffffff
-			c0.datum, c1.datum = datum>>32, datum&0xffffffff
+			c0.mask, c1.mask = uint32(mask>>32), uint32(mask)
+			c0.datum, c1.datum = uint32(datum>>32), uint32(datum)
 			c0.datumFull, c1.datumFull = datum, datum
 			c0.datum &= c0.mask
 			c1.datum &= c1.mask
@@ -714,8 +731,8 @@ func ruleGen64(r *dbRule) *dbSys {
 
 // ruleGen32 is _db_rule_gen_32: one comparison per condition; the BPF keeps
 // the low 32 bits of the mask and datum.
-func ruleGen32(r *dbRule) *dbSys {
-	s := &dbSys{num: r.syscall}
+func ruleGen32(r *dbRule) dbSys {
+	s := dbSys{num: r.syscall}
 	var c, prev *node
 	tf := false
 	for i := range r.args {
@@ -723,7 +740,8 @@ func ruleGen32(r *dbRule) *dbSys {
 		if !a.valid || !needLo(a) {
 			continue
 		}
-		c = &node{arg: i, op: a.op, opOrig: a.op, mask: a.mask, datum: a.datum, datumFull: a.datum}
+		// the 32-bit node keeps the low words of the mask and datum
+		c = &node{arg: i, op: a.op, opOrig: a.op, mask: uint32(a.mask), datum: uint32(a.datum), datumFull: a.datum}
 		if prev != nil {
 			if tf {
 				prev.nxtT = nodeGet(c)
@@ -757,7 +775,51 @@ func ruleGen32(r *dbRule) *dbSys {
 }
 
 // add is db_rule_add: it merges a rule into the syscall's filter.
-func (db *archDB) add(r *dbRule) (err error) {
+func (db *archDB) add(r *dbRule) error {
+	var slot *uint16
+	if r.pseudo != 0 {
+		if db.byPseudo == nil {
+			db.byPseudo = make([]uint16, len(syscallTable))
+		}
+		slot = &db.byPseudo[r.pseudo-1]
+	} else {
+		slot = &db.byNr[r.syscall&^x32Bit]
+	}
+	if *slot == 0 {
+		// a new syscall
+		if db.bits32 {
+			db.sys = append(db.sys, ruleGen32(r))
+		} else {
+			db.sys = append(db.sys, ruleGen64(r))
+		}
+		db.sys[len(db.sys)-1].pseudo = r.pseudo != 0
+		*slot = uint16(len(db.sys))
+		return nil
+	}
+	return db.merge(&db.sys[*slot-1], r)
+}
+
+// syscalls returns the filters of the syscalls of the ABI, by number.
+func (db *archDB) syscalls() []*dbSys {
+	out := make([]*dbSys, 0, len(db.sys))
+	for _, i := range db.byNr {
+		if i != 0 {
+			out = append(out, &db.sys[i-1])
+		}
+	}
+	return out
+}
+
+// lookup returns the filter of syscall nr (without x32Bit), or nil.
+func (db *archDB) lookup(nr uint32) *dbSys {
+	if nr >= maxSyscallNr || db.byNr[nr] == 0 {
+		return nil
+	}
+	return &db.sys[db.byNr[nr]-1]
+}
+
+// merge adds rule r to the existing filter sIter of its syscall.
+func (db *archDB) merge(sIter *dbSys, r *dbRule) (err error) {
 	var o treeOps
 	defer func() {
 		if p := recover(); p != nil {
@@ -767,16 +829,11 @@ func (db *archDB) add(r *dbRule) (err error) {
 			err = errTooComplex
 		}
 	}()
-	var sNew *dbSys
+	var sNew dbSys
 	if db.bits32 {
 		sNew = ruleGen32(r)
 	} else {
 		sNew = ruleGen64(r)
-	}
-	sIter := db.syscalls[r.syscall]
-	if sIter == nil {
-		db.syscalls[r.syscall] = sNew
-		return nil
 	}
 	rmFlag := false
 	for {

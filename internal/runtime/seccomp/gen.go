@@ -1,6 +1,7 @@
 package seccomp
 
 import (
+	"fmt"
 	"slices"
 
 	"golang.org/x/sys/unix"
@@ -52,10 +53,14 @@ func generate(defAct uint32, dbs *[numABIs]*archDB, stub []*stubSection) ([]unix
 	a.place(badarch)
 
 	a.place(sec64)
-	sectionGen(a, sec64, defAct, []*archDB{dbs[abiX86_64], dbs[abiX32]}, dbs[abiX32] == nil)
+	if err := sectionGen(a, sec64, defAct, []*archDB{dbs[abiX86_64], dbs[abiX32]}, dbs[abiX32] == nil); err != nil {
+		return nil, err
+	}
 	if sec32 != nil {
 		a.place(sec32)
-		sectionGen(a, sec32, defAct, []*archDB{dbs[abiI386]}, false)
+		if err := sectionGen(a, sec32, defAct, []*archDB{dbs[abiI386]}, false); err != nil {
+			return nil, err
+		}
 	}
 	return a.assemble()
 }
@@ -67,49 +72,51 @@ type interval struct {
 	h  *block
 }
 
-// sectionGen generates the filter of one AUDIT_ARCH value, starting in the
-// placed block entry. x32bad makes x32 syscall numbers a bad architecture.
-func sectionGen(a *assembler, entry *block, defAct uint32, dbs []*archDB, x32bad bool) {
-	rets := map[uint32]*block{}
-	var retOrder []*block
-	ret := func(k uint32) *block {
-		b := rets[k]
-		if b == nil {
-			b = retBlock(k)
-			rets[k] = b
-			retOrder = append(retOrder, b)
-		}
+// retSet makes one return block per action, placed together later.
+type retSet struct {
+	byAction map[uint32]*block
+	order    []*block
+}
+
+func (r *retSet) ret(k uint32) *block {
+	if b := r.byAction[k]; b != nil {
 		return b
 	}
-	def := ret(defAct)
-
-	var syscalls []*dbSys
-	bits32 := map[*dbSys]bool{}
-	for _, db := range dbs {
-		if db == nil {
-			continue
-		}
-		for _, s := range db.syscalls {
-			syscalls = append(syscalls, s)
-			bits32[s] = db.bits32
-		}
+	if r.byAction == nil {
+		r.byAction = map[uint32]*block{}
 	}
-	slices.SortFunc(syscalls, func(x, y *dbSys) int {
-		switch {
-		case x.num < y.num:
-			return -1
-		case x.num > y.num:
-			return 1
-		}
-		return 0
-	})
+	b := retBlock(k)
+	r.byAction[k] = b
+	r.order = append(r.order, b)
+	return b
+}
+
+func (r *retSet) place(a *assembler) {
+	for _, b := range r.order {
+		a.place(b)
+	}
+}
+
+// sectionGen generates the filter of one AUDIT_ARCH value, starting in the
+// placed block entry. x32bad makes x32 syscall numbers a bad architecture.
+func sectionGen(a *assembler, entry *block, defAct uint32, dbs []*archDB, x32bad bool) error {
+	var rets retSet
+	def := rets.ret(defAct)
 
 	type tree struct {
-		entry *block
-		s     *dbSys
+		entry  *block
+		s      *dbSys
+		bits32 bool
 	}
 	var trees []tree
-	ivs := []interval{{0, def}}
+	n := 0
+	for _, db := range dbs {
+		if db != nil {
+			n += len(db.sys)
+		}
+	}
+	ivs := make([]interval, 1, 2*n+4)
+	ivs[0] = interval{0, def}
 	add := func(lo uint32, h *block) {
 		if last := &ivs[len(ivs)-1]; last.lo == lo {
 			last.h = h
@@ -122,22 +129,29 @@ func sectionGen(a *assembler, entry *block, defAct uint32, dbs []*archDB, x32bad
 			ivs = append(ivs, interval{lo, h})
 		}
 	}
-	for _, s := range syscalls {
-		var h *block
-		if s.chains == nil {
-			h = ret(s.action)
-		} else {
-			h = &block{}
-			trees = append(trees, tree{h, s})
+	// in order of numbers: x86_64 numbers are all below x32 numbers
+	for _, db := range dbs {
+		if db == nil {
+			continue
 		}
-		add(s.num, h)
-		if s.num < ^uint32(0) {
+		for _, s := range db.syscalls() {
+			var h *block
+			if s.chains == nil {
+				h = rets.ret(s.action)
+			} else {
+				if cyclic(s.chains) {
+					return fmt.Errorf("syscall %d: %w", s.num, errTooComplex)
+				}
+				h = &block{}
+				trees = append(trees, tree{h, s, db.bits32})
+			}
+			add(s.num, h)
 			add(s.num+1, def)
 		}
 	}
 	if x32bad {
 		// x32 numbers, except -1, on a filter without x32
-		add(x32Bit, ret(retKillThread))
+		add(x32Bit, rets.ret(retKillThread))
 		add(^uint32(0), def)
 	}
 
@@ -147,12 +161,54 @@ func sectionGen(a *assembler, entry *block, defAct uint32, dbs []*archDB, x32bad
 	} else {
 		searchGen(a, entry, ivs)
 	}
-	for _, b := range retOrder {
-		a.place(b)
-	}
+	rets.place(a)
 	for _, t := range trees {
-		treeGen(a, t.entry, t.s, bits32[t.s], defAct)
+		treeGen(a, t.entry, t.s, t.bits32, defAct)
 	}
+	return nil
+}
+
+// cyclic reports whether a tree has a cycle (which the rule database does
+// not make, but the code generation must not rely on that).
+func cyclic(tree *node) bool {
+	const (
+		visiting = 1
+		done     = 2
+	)
+	state := map[*node]int{}
+	var level func(n *node) bool
+	level = func(n *node) bool {
+		for steps := 0; n.lvlPrv != nil; steps++ {
+			if steps > 1<<20 {
+				return true
+			}
+			n = n.lvlPrv
+		}
+		switch state[n] {
+		case done:
+			return false
+		case visiting:
+			return true
+		}
+		var nodes []*node
+		for m := n; m != nil; m = m.lvlNxt {
+			if state[m] != 0 {
+				return true
+			}
+			state[m] = visiting
+			nodes = append(nodes, m)
+		}
+		for _, m := range nodes {
+			if m.nxtT != nil && level(m.nxtT) || m.nxtF != nil && level(m.nxtF) {
+				return true
+			}
+		}
+		for _, m := range nodes {
+			state[m] = done
+		}
+		return false
+	}
+	return level(tree)
 }
 
 // searchGen ends block b with a binary search of ivs (at least two
@@ -183,7 +239,6 @@ type nodeCode struct {
 	off, mask, k uint32
 	op           uint16
 	jt, jf       *block
-	preds        int
 	reload       bool
 }
 
@@ -195,17 +250,7 @@ type nodeCode struct {
 // the level; when a level is exhausted, evaluation goes on to the node after
 // the one that led to it, and in the end to the default action.
 func treeGen(a *assembler, entry *block, s *dbSys, bits32 bool, defAct uint32) {
-	rets := map[uint32]*block{}
-	var retOrder []*block
-	ret := func(k uint32) *block {
-		b := rets[k]
-		if b == nil {
-			b = retBlock(k)
-			rets[k] = b
-			retOrder = append(retOrder, b)
-		}
-		return b
-	}
+	var rets retSet
 	type key struct {
 		n    *node
 		fail *block
@@ -228,7 +273,7 @@ func treeGen(a *assembler, entry *block, s *dbSys, bits32 bool, defAct uint32) {
 		if n.lvlNxt != nil {
 			next = nodeBlock(n.lvlNxt, fail)
 		}
-		c := &nodeCode{off: argOffset(n, bits32), mask: uint32(n.mask), k: uint32(n.datum)}
+		c := &nodeCode{off: argOffset(n, bits32), mask: n.mask, k: n.datum}
 		switch n.op {
 		case cmpGT:
 			c.op = unix.BPF_JGT
@@ -241,7 +286,7 @@ func treeGen(a *assembler, entry *block, s *dbSys, bits32 bool, defAct uint32) {
 		case n.nxtT != nil:
 			c.jt = level(n.nxtT, next)
 		case n.actTFlg:
-			c.jt = ret(n.actT)
+			c.jt = rets.ret(n.actT)
 		default:
 			c.jt = next
 		}
@@ -249,7 +294,7 @@ func treeGen(a *assembler, entry *block, s *dbSys, bits32 bool, defAct uint32) {
 		case n.nxtF != nil:
 			c.jf = level(n.nxtF, next)
 		case n.actFFlg:
-			c.jf = ret(n.actF)
+			c.jf = rets.ret(n.actF)
 		default:
 			c.jf = next
 		}
@@ -258,7 +303,7 @@ func treeGen(a *assembler, entry *block, s *dbSys, bits32 bool, defAct uint32) {
 		code[b] = c
 		return b
 	}
-	root := level(s.chains, ret(defAct))
+	root := level(s.chains, rets.ret(defAct))
 
 	// Order the node blocks so that every jump goes forward: reverse
 	// post-order of a depth-first walk from the root.
@@ -281,13 +326,11 @@ func treeGen(a *assembler, entry *block, s *dbSys, bits32 bool, defAct uint32) {
 	// A node needs to load its argument word unless every way into it comes
 	// from a node that left that word, masked the same way, in the
 	// accumulator. The root is entered from the binary search.
-	code[root].preds++
 	code[root].reload = true
 	for _, b := range post {
 		c := code[b]
 		for _, t := range []*block{c.jt, c.jf} {
 			if tc := code[t]; tc != nil {
-				tc.preds++
 				if tc.off != c.off || tc.mask != c.mask {
 					tc.reload = true
 				}
@@ -310,9 +353,7 @@ func treeGen(a *assembler, entry *block, s *dbSys, bits32 bool, defAct uint32) {
 		b.jmp(c.op, c.k, c.jt, c.jf)
 		a.place(b)
 	}
-	for _, b := range retOrder {
-		a.place(b)
-	}
+	rets.place(a)
 }
 
 // argOffset is the offset in seccomp_data of the word a node compares.

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"berth/internal/runtime/caps"
@@ -17,19 +18,24 @@ import (
 
 // The differential test: this package's programs must make the same
 // decisions as the ones the libseccomp-based implementation it replaced made
-// with libseccomp 2.5.4 (Debian 2.5.4-1+deb12u1).
+// with libseccomp 2.5.4 (Debian 2.5.4-1+deb12u1, through libseccomp-golang
+// 0.11.1).
 //
-// testdata/libseccomp-2.5.4.json.gz holds configurations (random ones, with
-// many overlapping rules, all operators and edge values, and Docker's
-// default profile with several capability sets) together with what the old
-// Compile returned for each: its program, flags, warnings or error. It was
-// written by TestWriteGolden (libseccomp_ref_test.go, build tag
-// libseccomp_ref, while libseccomp was still a dependency). Here each
-// configuration is compiled again and both programs are run by the BPF
-// interpreter on thousands of (arch, nr, args) samples: the syscall numbers
-// the rules name and their neighbours, numbers around the x32 bit and -1,
-// and argument values at and around every value of the configuration, in
-// both 32-bit words.
+// testdata/libseccomp-2.5.4.json.gz holds configurations (random ones with
+// many overlapping rules, all operators and values at word boundaries, and
+// hand-picked ones including Docker's default profile with several
+// capability sets and default actions) together with what the old Compile
+// returned for each: its program, flags, warnings or error, and libseccomp's
+// pseudo filter code (its rule database printed as nested ifs). It was
+// written by a harness that ran both implementations side by side (about
+// 63,000 random configurations and 210 million samples, no mismatch); the
+// harness and the old implementation went with the cgo code. Here each
+// configuration is compiled again and the programs are run by the BPF
+// interpreter on (arch, nr, args) samples: the syscall numbers the rules
+// name and their neighbours, numbers around the x32 bit and -1, and
+// argument values at and around every value of the configuration, in both
+// 32-bit words. The new filter is also checked against the pseudo filter
+// code, that is against libseccomp's rules.
 //
 // Differences that are known and intended are counted apart:
 //   - i386 stub: the -ENOSYS stub now counts i386 socket and IPC calls with
@@ -39,10 +45,22 @@ import (
 //     fail with ENOSYS although the profile allowed it.
 //   - newer syscalls: names newer than that libseccomp (syscallsAddedByHand)
 //     were skipped as unknown; now they have rules and count for the stub.
-// Syscall numbers that libseccomp used for its negative pseudo syscalls
-// (-10000 and below) are not sampled: it put checks for them in the program
-// (for rules naming syscalls that do not exist on an ABI), which the kernel
-// never passes.
+//   - libseccomp's BPF does not do what its rules say: with overlapping
+//     argument rules for one syscall, when a sub-tree fails and evaluation
+//     goes on to the next alternative, libseccomp 2.5.4 sometimes compares
+//     the accumulator without loading the argument word again (it still
+//     holds another argument). Here the program does what the rules say.
+//   - other CPU architecture: libseccomp generated sections for the
+//     architectures of other CPUs in the configuration; an x86_64 kernel
+//     never reports them, and they are left out.
+//   - errnoRet >= 4095 refused, other wording: both refuse SCMP_ACT_ERRNO
+//     with errno 4095 and more; libseccomp-golang's messages were "two
+//     checks on same syscall argument" and "could not create filter".
+// Where libseccomp's seccomp_rule_add() never returns (it loops on some
+// overlapping rules), Compile must fail with errTooComplex. Syscall numbers
+// that libseccomp used for its negative pseudo syscalls (-2 to -19999)
+// are not sampled: it put checks for them in the program (for rules naming
+// syscalls that do not exist on an ABI), which the kernel never passes.
 
 const goldenPath = "testdata/libseccomp-2.5.4.json.gz"
 
@@ -59,6 +77,7 @@ type goldenCase struct {
 	Listener bool   `json:",omitempty"`
 	Warnings []string
 	Filter   []byte `json:",omitempty"` // host byte order
+	PFC      string `json:",omitempty"` // libseccomp's pseudo filter code
 	Seed     uint64 // for the samples
 }
 
@@ -82,13 +101,42 @@ func readGolden(t testing.TB) []goldenCase {
 // diffStats counts compared decisions.
 type diffStats struct {
 	configs, errors, loops, samples, mismatches int
+	ruleMismatches                              int // filter against libseccomp's rules (PFC)
 	expected                                    map[string]int
+	expectedIn                                  map[string]map[string]bool // class -> case names
 	first                                       []string
 }
 
+func (s *diffStats) expect(class, name string) {
+	s.expected[class]++
+	if s.expectedIn == nil {
+		s.expectedIn = map[string]map[string]bool{}
+	}
+	if s.expectedIn[class] == nil {
+		s.expectedIn[class] = map[string]bool{}
+	}
+	s.expectedIn[class][name] = true
+}
+
 func (s *diffStats) String() string {
-	return fmt.Sprintf("%d configurations (%d refused by both, %d on which libseccomp loops forever), %d samples, %d mismatches, expected differences %v",
-		s.configs, s.errors, s.loops, s.samples, s.mismatches, s.expected)
+	var classes []string
+	for class, names := range s.expectedIn {
+		var docker []string
+		for name := range names {
+			if strings.HasPrefix(name, "docker") {
+				docker = append(docker, name)
+			}
+		}
+		slices.Sort(docker)
+		classes = append(classes, fmt.Sprintf("%s: %d samples in %d configurations %v", class, s.expected[class], len(names), docker))
+	}
+	slices.Sort(classes)
+	return fmt.Sprintf("%s\n\texpected differences:\n\t\t%s", s.summary(), strings.Join(classes, "\n\t\t"))
+}
+
+func (s *diffStats) summary() string {
+	return fmt.Sprintf("%d configurations (%d refused by both, %d on which libseccomp loops forever), %d samples, %d mismatches (%d against libseccomp's rules)",
+		s.configs, s.errors, s.loops, s.samples, s.mismatches, s.ruleMismatches)
 }
 
 // compareCase compiles c.Config and compares everything with the reference.
@@ -105,6 +153,14 @@ func compareCase(t testing.TB, s *diffStats, c goldenCase) {
 		return
 	}
 	if c.Err != "" || err != nil {
+		if err != nil && strings.Contains(err.Error(), "out of range for SCMP_ACT_ERRNO") &&
+			(strings.HasSuffix(c.Err, ": two checks on same syscall argument") || strings.HasSuffix(c.Err, ": could not create filter")) {
+			// libseccomp refuses errno >= 4095 (libseccomp-golang's
+			// messages for that are misleading)
+			s.errors++
+			s.expect("errnoRet >= 4095 refused, other wording", c.Name)
+			return
+		}
 		if err == nil || err.Error() != c.Err {
 			s.mismatches++
 			s.note("%s: error %v, libseccomp's %q", c.Name, err, c.Err)
@@ -126,6 +182,23 @@ func compareCase(t testing.TB, s *diffStats, c goldenCase) {
 		t.Fatalf("%s: %v", c.Name, err)
 	}
 	lim := newStubLimits(c.Config)
+	var pfc []*pfcStmt
+	if c.PFC != "" {
+		if pfc, err = parsePFC(c.PFC); err != nil {
+			t.Fatalf("%s: %v", c.Name, err)
+		}
+	}
+	// The filter alone (the -ENOSYS stub is checked with the whole programs)
+	filterOf := func(prog []unix.SockFilter) []unix.SockFilter {
+		for i := range prog {
+			if i+1 < len(prog) && prog[i] == (unix.SockFilter{Code: unix.BPF_RET | unix.BPF_K, K: retENOSYS}) &&
+				prog[i+1] == (unix.SockFilter{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: offArch}) {
+				return prog[i+1:]
+			}
+		}
+		return prog
+	}
+	newFilter := filterOf(p.Filter)
 	r := rand.New(rand.NewPCG(c.Seed, 1))
 	for _, d := range diffSamples(r, c.Config) {
 		s.samples++
@@ -134,11 +207,28 @@ func compareCase(t testing.TB, s *diffStats, c goldenCase) {
 		if err1 != nil || err2 != nil {
 			t.Fatalf("%s: running the programs: %v, %v", c.Name, err1, err2)
 		}
+		if pfc != nil {
+			// The rules as libseccomp means them against this package's
+			// filter (without the stubs).
+			rules := evalPFC(pfc, d)
+			mine, _ := runBPF(newFilter, d)
+			if why := lim.explain(d, rules, mine); mine != rules && why != "newer syscalls" && why != "other CPU architecture" {
+				s.ruleMismatches++
+				s.note("%s: arch %#x nr %#x args %#x: filter %#x, libseccomp's rules %#x", c.Name, d.arch, uint32(d.nr), d.args, mine, rules)
+			}
+			if got != want && got == rules && lim.explain(d, want, got) == "" {
+				refFilter, _ := runBPF(filterOf(ref), d)
+				if refFilter != rules {
+					s.expect("libseccomp's BPF does not do what its rules say", c.Name)
+					continue
+				}
+			}
+		}
 		if got == want {
 			continue
 		}
 		if why := lim.explain(d, want, got); why != "" {
-			s.expected[why]++
+			s.expect(why, c.Name)
 			continue
 		}
 		s.mismatches++
@@ -175,6 +265,7 @@ type stubLimits struct {
 	stub              bool
 	oldMax, newMax    [numABIs]uint32
 	oldHas, newHas    [numABIs]bool
+	muxMax            uint32          // i386, with the socket and IPC calls but no newer syscalls
 	addedX86, added32 map[uint32]bool // numbers of the names added by hand
 	foreign           map[uint32]bool // other CPUs' AUDIT_ARCH values in the configuration
 }
@@ -214,7 +305,13 @@ func newStubLimits(cfg *specs.LinuxSeccomp) *stubLimits {
 				if !l.newHas[a] || nr > l.newMax[a] {
 					l.newMax[a], l.newHas[a] = nr, true
 				}
-				if added || a == abiI386 && mux {
+				if added {
+					continue
+				}
+				if a == abiI386 && nr > l.muxMax {
+					l.muxMax = nr
+				}
+				if a == abiI386 && mux {
 					continue
 				}
 				if !l.oldHas[a] || nr > l.oldMax[a] {
@@ -255,15 +352,18 @@ func (l *stubLimits) explain(d seccompData, want, got uint32) string {
 	switch {
 	case want == retENOSYS && l.oldHas[a] && nr > l.oldMax[a] && nr <= l.newMax[a]:
 		// the old stub sent nr to ENOSYS, the new one does not
+		if a == abiI386 && nr <= l.muxMax {
+			return "i386 stub"
+		}
+		return "newer syscalls"
 	case got == retENOSYS && !l.oldHas[a] && nr > l.newMax[a]:
 		// the new stub has a section for a, the old one had none
-	default:
-		return ""
+		if a == abiI386 {
+			return "i386 stub"
+		}
+		return "newer syscalls"
 	}
-	if a == abiI386 {
-		return "i386 stub"
-	}
-	return "newer syscalls"
+	return ""
 }
 
 // diffSamples returns the (arch, nr, args) samples for cfg.
@@ -380,8 +480,8 @@ func TestLibseccompDifferential(t *testing.T) {
 	for _, m := range s.first {
 		t.Error(m)
 	}
-	if s.mismatches > 0 {
-		t.Errorf("%d mismatches", s.mismatches)
+	if s.mismatches > 0 || s.ruleMismatches > 0 {
+		t.Errorf("%d mismatches, %d against libseccomp's rules", s.mismatches, s.ruleMismatches)
 	}
 	if s.configs < 100 || s.samples < 100000 {
 		t.Errorf("too few cases: %v", s)
@@ -445,10 +545,19 @@ func randomConfig(r *rand.Rand) *specs.LinuxSeccomp {
 			pool[i] = hot[r.IntN(len(hot))]
 		}
 	}
+	// A third of the configurations give each name one action (as real
+	// profiles do): their rules merge without conflicts.
+	consistent := r.IntN(3) == 0
 	for range r.IntN(16) {
 		rule := specs.LinuxSyscall{Action: actions[r.IntN(len(actions))]}
-		for range 1 + r.IntN(3) {
-			rule.Names = append(rule.Names, pool[r.IntN(len(pool))])
+		if consistent {
+			i := r.IntN(len(pool))
+			rule.Names = []string{pool[i]}
+			rule.Action = actions[int(uint(len(pool[i])+i))%len(actions)]
+		} else {
+			for range 1 + r.IntN(3) {
+				rule.Names = append(rule.Names, pool[r.IntN(len(pool))])
+			}
 		}
 		if r.IntN(30) == 0 {
 			rule.Names = append(rule.Names, "no_such_syscall")
@@ -456,7 +565,7 @@ func randomConfig(r *rand.Rand) *specs.LinuxSeccomp {
 		if rule.Action == specs.ActNotify && slices.Contains(rule.Names, "write") {
 			rule.Action = specs.ActAllow
 		}
-		if rule.Action == specs.ActErrno || rule.Action == specs.ActTrace || r.IntN(20) == 0 {
+		if !consistent && (rule.Action == specs.ActErrno || rule.Action == specs.ActTrace || r.IntN(20) == 0) {
 			rule.ErrnoRet = errno()
 		}
 		nargs := []int{0, 0, 1, 1, 1, 2, 2, 3}[r.IntN(8)]
@@ -539,6 +648,11 @@ func handCases(t testing.TB) map[string]*specs.LinuxSeccomp {
 	cases["notify-flags"] = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow,
 		Flags:    []specs.LinuxSeccompFlag{specs.LinuxSeccompFlagWaitKillableRecv, "SECCOMP_FILTER_FLAG_TSYNC", specs.LinuxSeccompFlagLog},
 		Syscalls: []specs.LinuxSyscall{{Names: []string{"getppid"}, Action: specs.ActNotify}, {Names: []string{"getpid"}, Action: specs.ActLog, ErrnoRet: u(3)}}}
+	// libseccomp 2.5.4 never returns from adding the second rule.
+	cases["libseccomp-loops"] = &specs.LinuxSeccomp{DefaultAction: specs.ActTrap, Syscalls: []specs.LinuxSyscall{
+		{Names: []string{"clone"}, Action: specs.ActNotify, Args: []specs.LinuxSeccompArg{arg(0, specs.OpLessEqual, 0xffffffff00000000, 0), arg(1, specs.OpGreaterThan, 0xff00, 0)}},
+		{Names: []string{"clone"}, Action: specs.ActAllow, Args: []specs.LinuxSeccompArg{arg(0, specs.OpLessEqual, 0xffffffff00000000, 0), arg(1, specs.OpGreaterThan, 0x500000000, 0)}},
+	}}
 	cases["native-only"] = &specs.LinuxSeccomp{DefaultAction: specs.ActKillProcess,
 		Syscalls: []specs.LinuxSyscall{{Names: []string{"read", "close", "chown32"}, Action: specs.ActAllow}}}
 	return cases

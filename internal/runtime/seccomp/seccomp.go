@@ -5,12 +5,14 @@
 //
 // after setting no_new_privs (or while it still has CAP_SYS_ADMIN). The child
 // is a raw clone that never re-enters the Go runtime, so all the work happens
-// here in the parent, in pure Go (no cgo, no libseccomp): the rules are
-// merged per syscall the way libseccomp 2.5 merges them (db.go), the syscall
-// names resolved with a table generated from libseccomp (ztable.go, see
-// hack/gen-syscalls.sh), and the BPF generated here (gen.go), to the same
-// decisions as the programs libseccomp generates (libseccomp_diff_test.go).
-// The host must be x86_64; the filter covers the x86_64, i386 and x32 ABIs.
+// here in the parent, in pure Go (no cgo, no libseccomp): syscall names are
+// resolved with a table generated from libseccomp (ztable.go, see
+// hack/gen-syscalls.sh), the rules merged per syscall the way libseccomp 2.5
+// merges them (db.go) and the BPF generated here (gen.go): a binary search
+// on the syscall number, then the syscall's tree of argument comparisons.
+// The programs make the decisions libseccomp 2.5.4's did (see
+// libseccomp_diff_test.go for the few intended differences). The host must
+// be x86_64; the filter covers the x86_64, i386 and x32 ABIs.
 //
 // Behaviour follows runc:
 //   - SCMP_ACT_KILL means SCMP_ACT_KILL_THREAD; SCMP_ACT_ERRNO and
@@ -22,7 +24,12 @@
 //     compared as its two 32-bit words (on i386 and x32, as libseccomp does,
 //     only the low word); several conditions on the same argument index in
 //     one rule are split into one rule per condition (libseccomp cannot AND
-//     them), so they match when any of them does.
+//     them), so they match when any of them does. Rules for one syscall are
+//     merged as libseccomp merges them: an unconditional rule wins, rules
+//     giving the same arguments different actions are refused (EEXIST), and
+//     overlapping rules are tried in libseccomp's order. Rule sets on which
+//     libseccomp 2.5 never returns are refused.
+//   - SCMP_ACT_ERRNO takes errno values up to 4094, as with libseccomp.
 //   - A rule for an i386 socket or SysV IPC call also applies to socketcall(2)
 //     or ipc(2) with the call number as first argument.
 //   - Syscalls from an architecture not in the filter get libseccomp's
@@ -133,6 +140,18 @@ func action(a specs.LinuxSeccompAction, errnoRet *uint) (act uint32, ignoredErrn
 	return act, errnoRet != nil, nil
 }
 
+// maxErrno is the highest errno libseccomp accepts for SCMP_ACT_ERRNO (it
+// refuses MAX_ERRNO, 4095, and above).
+const maxErrno = 4094
+
+// checkErrno refuses SCMP_ACT_ERRNO with an errno libseccomp refuses.
+func checkErrno(act uint32) error {
+	if act&unix.SECCOMP_RET_ACTION_FULL == unix.SECCOMP_RET_ERRNO && act&unix.SECCOMP_RET_DATA > maxErrno {
+		return fmt.Errorf("errnoRet %d out of range for SCMP_ACT_ERRNO (0-%d)", act&unix.SECCOMP_RET_DATA, maxErrno)
+	}
+	return nil
+}
+
 // lets reports whether a default action lets syscalls run (or hands them to
 // a tracer that may), in which case no -ENOSYS stub is wanted.
 func lets(a specs.LinuxSeccompAction) bool {
@@ -142,48 +161,67 @@ func lets(a specs.LinuxSeccompAction) bool {
 // Compile builds the BPF program for cfg. Errors name the offending value;
 // what is skipped is listed in Program.Warnings.
 func Compile(cfg *specs.LinuxSeccomp) (*Program, error) {
+	p, _, err := compileAll(cfg)
+	return p, err
+}
+
+// compiled is what compileAll built the program from, for tests.
+type compiled struct {
+	defAct uint32
+	dbs    [numABIs]*archDB
+	stub   []*stubSection
+}
+
+func compileAll(cfg *specs.LinuxSeccomp) (*Program, *compiled, error) {
 	if cfg == nil {
-		return nil, errors.New("seccomp: no configuration")
+		return nil, nil, errors.New("seccomp: no configuration")
 	}
 	p := &Program{}
 	warnf := func(format string, a ...any) { p.Warnings = append(p.Warnings, fmt.Sprintf(format, a...)) }
 
 	defAct, ignored, err := action(cfg.DefaultAction, cfg.DefaultErrnoRet)
 	if err != nil {
-		return nil, fmt.Errorf("seccomp: defaultAction: %w", err)
+		return nil, nil, fmt.Errorf("seccomp: defaultAction: %w", err)
 	}
 	if ignored {
 		warnf("defaultErrnoRet is ignored with defaultAction %s", cfg.DefaultAction)
 	}
 	if cfg.DefaultAction == specs.ActNotify {
-		return nil, errors.New("seccomp: SCMP_ACT_NOTIFY cannot be the default action")
+		return nil, nil, errors.New("seccomp: SCMP_ACT_NOTIFY cannot be the default action")
 	}
 
 	for _, f := range cfg.Flags {
 		bit, ok := specFlags[f]
 		if !ok {
-			return nil, fmt.Errorf("seccomp: unknown or unsupported flag %q", f)
+			return nil, nil, fmt.Errorf("seccomp: unknown or unsupported flag %q", f)
 		}
 		p.Flags |= bit
 	}
+	if err := checkErrno(defAct); err != nil {
+		return nil, nil, fmt.Errorf("seccomp: defaultAction: %w", err)
+	}
 
 	if runtime.GOARCH != "amd64" {
-		return nil, fmt.Errorf("seccomp: native architecture: %s is not supported", runtime.GOARCH)
+		return nil, nil, fmt.Errorf("seccomp: native architecture: %s is not supported", runtime.GOARCH)
+	}
+	names := 16
+	for _, rule := range cfg.Syscalls {
+		names += len(rule.Names)
 	}
 	var dbs [numABIs]*archDB
-	dbs[abiX86_64] = newArchDB(abiX86_64)
+	dbs[abiX86_64] = newArchDB(abiX86_64, names)
 	for _, name := range cfg.Architectures {
 		a, ok := archs[name]
 		if !ok {
-			return nil, fmt.Errorf("seccomp: unknown architecture %q", name)
+			return nil, nil, fmt.Errorf("seccomp: unknown architecture %q", name)
 		}
 		switch a.kind {
 		case archBigEndian:
 			// As libseccomp: one filter has one byte order.
-			return nil, fmt.Errorf("seccomp: adding architecture %s: %w", name, unix.EDOM)
+			return nil, nil, fmt.Errorf("seccomp: adding architecture %s: %w", name, unix.EDOM)
 		case archABI:
 			if dbs[a.abi] == nil {
-				dbs[a.abi] = newArchDB(a.abi)
+				dbs[a.abi] = newArchDB(a.abi, names)
 			}
 		}
 	}
@@ -193,27 +231,27 @@ func Compile(cfg *specs.LinuxSeccomp) (*Program, error) {
 	for i, rule := range cfg.Syscalls {
 		act, ignored, err := action(rule.Action, rule.ErrnoRet)
 		if err != nil {
-			return nil, fmt.Errorf("seccomp: syscalls[%d] %v: %w", i, rule.Names, err)
+			return nil, nil, fmt.Errorf("seccomp: syscalls[%d] %v: %w", i, rule.Names, err)
 		}
 		if ignored {
 			warnf("syscalls[%d] %v: errnoRet is ignored with action %s", i, rule.Names, rule.Action)
 		}
 		conds, split, err := conditions(rule.Args)
 		if err != nil {
-			return nil, fmt.Errorf("seccomp: syscalls[%d] %v: %w", i, rule.Names, err)
+			return nil, nil, fmt.Errorf("seccomp: syscalls[%d] %v: %w", i, rule.Names, err)
 		}
 		if rule.Action == specs.ActNotify {
 			if slices.Contains(rule.Names, "write") {
 				// As in runc: the container process may still have to write
 				// to the runtime after loading the filter, before anything
 				// can answer notifications.
-				return nil, fmt.Errorf("seccomp: syscalls[%d]: SCMP_ACT_NOTIFY cannot be used for the write syscall", i)
+				return nil, nil, fmt.Errorf("seccomp: syscalls[%d]: SCMP_ACT_NOTIFY cannot be used for the write syscall", i)
 			}
 			p.NeedsListener = true
 		}
 		for _, name := range rule.Names {
 			if name == "" {
-				return nil, fmt.Errorf("seccomp: syscalls[%d]: empty syscall name", i)
+				return nil, nil, fmt.Errorf("seccomp: syscalls[%d]: empty syscall name", i)
 			}
 			e := lookupSyscall(name)
 			if e == nil {
@@ -227,8 +265,11 @@ func Compile(cfg *specs.LinuxSeccomp) (*Program, error) {
 			if act == defAct {
 				continue // redundant (libseccomp refuses it)
 			}
+			if err := checkErrno(act); err != nil {
+				return nil, nil, fmt.Errorf("seccomp: syscalls[%d]: adding rule for %s: %w", i, name, err)
+			}
 			if err := addRule(&dbs, e, act, conds, split); err != nil {
-				return nil, fmt.Errorf("seccomp: syscalls[%d]: adding rule for %s: %w", i, name, err)
+				return nil, nil, fmt.Errorf("seccomp: syscalls[%d]: adding rule for %s: %w", i, name, err)
 			}
 		}
 	}
@@ -253,13 +294,13 @@ func Compile(cfg *specs.LinuxSeccomp) (*Program, error) {
 	}
 	prog, err := generate(defAct, &dbs, stub)
 	if err != nil {
-		return nil, fmt.Errorf("seccomp: generating BPF: %w", err)
+		return nil, nil, fmt.Errorf("seccomp: generating BPF: %w", err)
 	}
 	if len(prog) > bpfMaxInsns {
-		return nil, fmt.Errorf("seccomp: filter has %d BPF instructions, the kernel allows %d", len(prog), bpfMaxInsns)
+		return nil, nil, fmt.Errorf("seccomp: filter has %d BPF instructions, the kernel allows %d", len(prog), bpfMaxInsns)
 	}
 	p.Filter = prog
-	return p, nil
+	return p, &compiled{defAct, dbs, stub}, nil
 }
 
 // cond is an argument condition of a rule.
@@ -296,48 +337,50 @@ func conditions(args []specs.LinuxSeccompArg) (conds []cond, split bool, err err
 }
 
 // addRule adds a rule (or, when split, one rule per condition) for syscall e
-// to each ABI of the filter. A syscall that does not exist on an ABI adds
-// nothing there (libseccomp adds a check of a negative "pseudo syscall"
-// number, which the kernel never passes).
+// to each ABI of the filter. A syscall that does not exist on an ABI adds no
+// code there (see archDB.pseudo).
 func addRule(dbs *[numABIs]*archDB, e *sysEntry, act uint32, conds []cond, split bool) error {
-	var sets [][]cond
-	switch {
-	case len(conds) == 0:
-		sets = [][]cond{nil}
-	case split:
-		for _, c := range conds {
-			sets = append(sets, []cond{c})
-		}
-	default:
-		sets = [][]cond{conds}
+	if !split {
+		return addOne(dbs, e, act, conds)
 	}
-	for _, set := range sets {
-		r := dbRule{action: act}
-		for _, c := range set {
-			r.args[c.arg] = c.cmp
+	for _, c := range conds {
+		if err := addOne(dbs, e, act, []cond{c}); err != nil {
+			return err
 		}
-		for a, db := range dbs {
-			if db == nil {
-				continue
-			}
-			if abi(a) == abiI386 {
-				if mux, call, ok := i386Mux(e.name); ok {
-					rm := r
-					rm.syscall = mux
-					rm.args[0] = argCmp{valid: true, op: cmpEQ, mask: ^uint64(0), datum: uint64(call)}
-					if err := db.add(&rm); err != nil {
-						return err
-					}
+	}
+	return nil
+}
+
+// addOne adds one rule with conditions conds for syscall e.
+func addOne(dbs *[numABIs]*archDB, e *sysEntry, act uint32, conds []cond) error {
+	r := dbRule{action: act}
+	for _, c := range conds {
+		r.args[c.arg] = c.cmp
+	}
+	for a, db := range dbs {
+		if db == nil {
+			continue
+		}
+		nr, ok := e.nr(abi(a))
+		r.syscall, r.pseudo = nr, 0
+		if !ok {
+			r.pseudo = 1 + e.index()
+		}
+		if abi(a) == abiI386 {
+			mux, call, isMux := i386Mux(e.name)
+			if isMux {
+				rm := r
+				rm.syscall, rm.pseudo = mux, 0
+				rm.args[0] = argCmp{valid: true, op: cmpEQ, mask: ^uint64(0), datum: uint64(call)}
+				if err := db.add(&rm); err != nil {
+					return err
 				}
+			} else if !ok {
+				continue // libseccomp's i386 code drops these
 			}
-			nr, ok := e.nr(abi(a))
-			if !ok {
-				continue
-			}
-			r.syscall = nr
-			if err := db.add(&r); err != nil {
-				return err
-			}
+		}
+		if err := db.add(&r); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -1,7 +1,7 @@
 package seccomp
 
 import (
-	"sort"
+	"unsafe"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -51,12 +51,25 @@ func (e *sysEntry) nr(a abi) (uint32, bool) {
 	return uint32(n), true
 }
 
+// index returns e's index in syscallTable.
+func (e *sysEntry) index() int {
+	return int((uintptr(unsafe.Pointer(e)) - uintptr(unsafe.Pointer(&syscallTable[0]))) / unsafe.Sizeof(*e))
+}
+
 // lookupSyscall finds a syscall by name. Every name libseccomp 2.5.4 knows is
 // in the table, also those of other architectures only.
 func lookupSyscall(name string) *sysEntry {
-	i := sort.Search(len(syscallTable), func(i int) bool { return syscallTable[i].name >= name })
-	if i < len(syscallTable) && syscallTable[i].name == name {
-		return &syscallTable[i]
+	lo, hi := 0, len(syscallTable)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if syscallTable[m].name < name {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo < len(syscallTable) && syscallTable[lo].name == name {
+		return &syscallTable[lo]
 	}
 	return nil
 }
