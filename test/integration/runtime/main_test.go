@@ -682,7 +682,13 @@ type consoleSocket struct {
 
 func newConsoleSocket(t testing.TB) *consoleSocket {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "console.sock")
+	// t.TempDir() can exceed the 108 bytes of a unix socket path with long test names.
+	dir, err := os.MkdirTemp("", "cs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "console.sock")
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package runtime_test
 import (
 	"encoding/json"
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -18,7 +19,12 @@ import (
 // fails (ENOSYS) and the container goes on.
 func TestSeccompNotifyListener(t *testing.T) {
 	e := newEnv(t)
-	sock := filepath.Join(t.TempDir(), "agent.sock")
+	dir, err := os.MkdirTemp("", "sn") // short: unix socket paths are limited to 108 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "agent.sock")
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
 	if err != nil {
 		t.Fatal(err)
