@@ -171,8 +171,8 @@ func (r *Runtime) runHookIn(ctx context.Context, pid int, s *specs.Spec, kind st
 	return nil
 }
 
-// waitTimeout reaps pid, killing it after timeout.
-func waitTimeout(pid int, timeout time.Duration) (unix.WaitStatus, bool) {
+// reap waits for our child pid in the background and delivers its wait status.
+func reap(pid int) <-chan unix.WaitStatus {
 	done := make(chan unix.WaitStatus, 1)
 	go func() {
 		var ws unix.WaitStatus
@@ -184,6 +184,12 @@ func waitTimeout(pid int, timeout time.Duration) (unix.WaitStatus, bool) {
 		}
 		done <- ws
 	}()
+	return done
+}
+
+// waitTimeout reaps pid, killing it after timeout.
+func waitTimeout(pid int, timeout time.Duration) (unix.WaitStatus, bool) {
+	done := reap(pid)
 	select {
 	case ws := <-done:
 		return ws, false

@@ -118,17 +118,7 @@ var forwardedSignals = []os.Signal{unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.
 
 // waitForward reaps pid, forwarding the signals this process receives, and returns the exit code.
 func waitForward(pid int, sigs chan os.Signal, master *os.File) int {
-	done := make(chan unix.WaitStatus, 1)
-	go func() {
-		var ws unix.WaitStatus
-		for {
-			_, err := unix.Wait4(pid, &ws, 0, nil)
-			if err != unix.EINTR {
-				break
-			}
-		}
-		done <- ws
-	}()
+	done := reap(pid)
 	for {
 		select {
 		case ws := <-done:
