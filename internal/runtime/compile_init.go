@@ -111,6 +111,11 @@ func (c *compiler) compileInit(pl *processPlan, o CreateOpts, run bool) (uintptr
 	}
 	c.compileExecCheck(pl)
 	b.Sys("report ready", unix.SYS_SENDTO, uintptr(c.syncFD), c.record(child.StatusReady), unsafe.Sizeof(child.Record{}), unix.MSG_NOSIGNAL, 0, 0)
+	if !run {
+		// From here on (after start) nobody reads the sync socket: failures also go to the
+		// process's stderr, where the engine's logs see them.
+		b.LoudFromHere()
+	}
 	if run {
 		b.Special("wait for start", child.KindReadByte, uintptr(c.syncFD), buf)
 	} else {

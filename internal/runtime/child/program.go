@@ -14,6 +14,8 @@ type Builder struct {
 	keep  []any
 	slot  int32
 	exec  *Exec
+	// loudFrom is the first op whose failure is also printed on stderr (0: none)
+	loudFrom int
 	Notes []string // warnings collected while building
 }
 
@@ -118,9 +120,24 @@ func (b *Builder) SetSkip(i, target int) {
 // Close appends close(fd).
 func (b *Builder) Close(fd int32) { b.Sys("close fd", syscall.SYS_CLOSE, uintptr(fd)) }
 
+// LoudFromHere makes failures of the ops appended from now on also print to the process's
+// stderr.
+func (b *Builder) LoudFromHere() { b.loudFrom = len(b.ops) }
+
 // Finish returns the program.
 func (b *Builder) Finish() *Exec {
 	b.exec.Ops = b.ops
+	if b.loudFrom > 0 {
+		b.exec.LoudFrom = b.loudFrom
+		b.exec.Msgs = make([][]byte, len(b.ops))
+		for i := b.loudFrom; i < len(b.ops); i++ {
+			b.exec.Msgs[i] = []byte("berth-runtime: " + b.desc[i] + ": ")
+		}
+		b.exec.ErrText = make([][]byte, 134)
+		for e := 1; e < len(b.exec.ErrText); e++ {
+			b.exec.ErrText[e] = []byte(syscall.Errno(e).Error() + "\n")
+		}
+	}
 	return b.exec
 }
 

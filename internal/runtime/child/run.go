@@ -75,6 +75,11 @@ type Exec struct {
 	Ops []Op
 	// SyncFD is the child's end of the sync socket, where failures are reported.
 	SyncFD uintptr
+	// Failures of ops from LoudFrom on (when > 0) are also written to fd 2, the process's own
+	// stderr: after start nobody reads the sync socket any more (runc does the same).
+	LoudFrom int
+	Msgs     [][]byte // per op: "berth-runtime: <description>: "
+	ErrText  [][]byte // per errno: "<strerror>\n"
 	// scratch is written by the child only (non-pointer data: no write barriers).
 	errRec Record
 	sigact [4]uint64
@@ -191,6 +196,14 @@ func fail(p *Exec, i int, errno syscall.Errno) {
 	p.errRec.Kind = StatusError
 	p.errRec.Op = uint32(i)
 	p.errRec.Errno = uint32(errno)
+	if p.LoudFrom > 0 && i >= p.LoudFrom && i < len(p.Msgs) && len(p.Msgs[i]) > 0 {
+		m := p.Msgs[i]
+		syscall.RawSyscall(syscall.SYS_WRITE, 2, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)))
+		if int(errno) < len(p.ErrText) && len(p.ErrText[errno]) > 0 {
+			t := p.ErrText[errno]
+			syscall.RawSyscall(syscall.SYS_WRITE, 2, uintptr(unsafe.Pointer(&t[0])), uintptr(len(t)))
+		}
+	}
 	syscall.RawSyscall6(syscall.SYS_SENDTO, p.SyncFD, uintptr(unsafe.Pointer(&p.errRec)), unsafe.Sizeof(p.errRec), syscall.MSG_NOSIGNAL, 0, 0)
 	syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 1, 0, 0)
 }
