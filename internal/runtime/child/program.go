@@ -9,14 +9,14 @@ import (
 // Builder assembles a Program in the parent. It keeps every buffer an op points at alive; the
 // parent must keep the Builder reachable until clone(2) has returned.
 type Builder struct {
-	ops   []Op
-	desc  []string
-	keep  []any
-	slot  int32
-	exec  *Exec
+	ops  []Op
+	desc []string
+	keep []any
+	slot int32
+	exec *Exec
 	// loudFrom is the first op whose failure is also printed on stderr (0: none)
 	loudFrom int
-	Notes []string // warnings collected while building
+	Notes    []string // warnings collected while building
 }
 
 // NewBuilder starts a program whose child-created fds are numbered from firstSlot up.
