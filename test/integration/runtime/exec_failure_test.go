@@ -27,7 +27,10 @@ func TestExecFailureAfterStart(t *testing.T) {
 	defer errf.Close()
 	cmd := e.command("create", "--bundle", c.b.Dir, c.id)
 	cmd.Stderr = errf
-	if err := cmd.Run(); err != nil {
+	if err := startTracked(cmd); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitTracked(cmd); err != nil {
 		t.Fatalf("create: %v", err)
 	}
 	ok(t, c.do("start"))

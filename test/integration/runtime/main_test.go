@@ -159,6 +159,18 @@ func waitTracked(cmd *exec.Cmd) error {
 	return err
 }
 
+// combinedOutput is cmd.CombinedOutput for helper commands (ip, ...): tracked, so that the
+// orphan reaper does not reap them before cmd.Wait does.
+func combinedOutput(cmd *exec.Cmd) ([]byte, error) {
+	var b bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &b, &b
+	if err := startTracked(cmd); err != nil {
+		return nil, err
+	}
+	err := waitTracked(cmd)
+	return b.Bytes(), err
+}
+
 // procInfo is what /proc/<pid>/stat says about a process.
 type procInfo struct {
 	pid, ppid int

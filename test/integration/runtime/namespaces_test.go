@@ -26,11 +26,11 @@ func netnsAdd(t *testing.T) (name, path string) {
 	var buf [6]byte
 	rand.Read(buf[:])
 	name = "berth-test-" + hex.EncodeToString(buf[:])
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+	if out, err := combinedOutput(exec.Command("ip", "netns", "add", name)); err != nil {
 		t.Fatalf("ip netns add %s: %v\n%s", name, err, out)
 	}
 	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+		if out, err := combinedOutput(exec.Command("ip", "netns", "del", name)); err != nil {
 			t.Errorf("ip netns del %s: %v\n%s", name, err, out)
 		}
 	})
@@ -59,7 +59,7 @@ func TestJoinNetworkNamespace(t *testing.T) {
 		bundle.WithSpec(func(s *specs.Spec) { s.Linux.Sysctl = map[string]string{"net.ipv4.ip_forward": "1"} }))
 	wantOut(t, r, want+"\n1\nlo\n")
 	// the sysctl went to the joined namespace, not the host's
-	out, err := exec.Command("ip", "netns", "exec", name, "cat", "/proc/sys/net/ipv4/ip_forward").CombinedOutput()
+	out, err := combinedOutput(exec.Command("ip", "netns", "exec", name, "cat", "/proc/sys/net/ipv4/ip_forward"))
 	if err != nil || strings.TrimSpace(string(out)) != "1" {
 		t.Errorf("ip_forward in %s: %q %v", name, out, err)
 	}
