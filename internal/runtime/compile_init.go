@@ -88,6 +88,7 @@ func (c *compiler) compileInit(pl *processPlan, o CreateOpts, run bool) (uintptr
 	if !earlyCgroup {
 		cgroupWait()
 	}
+	//lint:ignore SA1019 prestart hooks are deprecated but still in the spec, and engines use them
 	hookWait := s.Hooks != nil && (len(s.Hooks.Prestart) > 0 || len(s.Hooks.CreateRuntime) > 0 || len(s.Hooks.CreateContainer) > 0)
 	if hookWait {
 		b.Sys("report hook point", unix.SYS_SENDTO, uintptr(c.syncFD), c.record(child.StatusHooks), unsafe.Sizeof(child.Record{}), unix.MSG_NOSIGNAL, 0, 0)

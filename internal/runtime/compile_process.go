@@ -136,9 +136,7 @@ func (c *compiler) compileIdentity(pl *processPlan, inUserNS bool) error {
 	if changeCaps {
 		var warn []string
 		sets, warn = caps.FromSpec(p.Capabilities)
-		for _, w := range warn {
-			pl.warnings = append(pl.warnings, w)
-		}
+		pl.warnings = append(pl.warnings, warn...)
 	}
 	loadSeccomp := func() {
 		if pl.seccomp == nil || len(pl.seccomp.Filter) == 0 {

@@ -341,6 +341,7 @@ func (r *Runtime) waitReady(ctx context.Context, s *spawned, hookWait, run bool)
 			st.Pid = s.pid
 			h := s.c.Spec.Hooks
 			if h != nil {
+				//lint:ignore SA1019 prestart hooks are deprecated but still in the spec, and engines use them
 				if err := runHooks(ctx, "prestart", h.Prestart, st); err != nil {
 					return err
 				}

@@ -49,12 +49,6 @@ func (f *fdSet) openHostFDs(c *compiler, stateDir string) error {
 	return nil
 }
 
-var nsTypeNames = map[specs.LinuxNamespaceType]string{
-	specs.PIDNamespace: "pid", specs.NetworkNamespace: "net", specs.MountNamespace: "mnt",
-	specs.IPCNamespace: "ipc", specs.UTSNamespace: "uts", specs.UserNamespace: "user",
-	specs.CgroupNamespace: "cgroup", specs.TimeNamespace: "time",
-}
-
 // openNamespace opens a namespace path and checks that it is a namespace of the right type.
 func openNamespace(ns specs.LinuxNamespace) (int, error) {
 	fd, err := unix.Open(ns.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)

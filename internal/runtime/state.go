@@ -49,7 +49,7 @@ var validID = regexp.MustCompile(`^[\w+\-.]+$`)
 // ValidateID checks a container id as runc does.
 func ValidateID(id string) error {
 	if id == "" || id == "." || id == ".." || !validID.MatchString(id) {
-		return fmt.Errorf("invalid container id %q: use letters, digits and _ + - .", id)
+		return fmt.Errorf("invalid container id %q: use letters, digits, '_', '+', '-' and '.'", id)
 	}
 	return nil
 }

@@ -584,6 +584,8 @@ func randomConfig(r *rand.Rand) *specs.LinuxSeccomp {
 // handCases are configurations picked by hand for the golden file: Docker's
 // default profile with several capability sets, and profiles that exercise
 // one feature each.
+//
+//lint:ignore U1000 kept to regenerate testdata/ with the libseccomp reference harness (git history)
 func handCases(t testing.TB) map[string]*specs.LinuxSeccomp {
 	cases := map[string]*specs.LinuxSeccomp{}
 	for name, extra := range map[string][]string{

@@ -110,7 +110,7 @@ func helper(scenario string) {
 		fmt.Println("mkdirat", errnoOf(r, e))
 		r, _, e = unix.RawSyscall(unix.SYS_GETPID, 0, 0, 0)
 		fmt.Println("getpid", errnoOf(r, e), "want", pid)
-		r, _, e = unix.RawSyscall6(unix.SYS_OPENAT, uintptr(fdcwd), uintptr(unsafe.Pointer(devnull)), unix.O_RDONLY|unix.O_CLOEXEC, 0, 0, 0)
+		_, _, e = unix.RawSyscall6(unix.SYS_OPENAT, uintptr(fdcwd), uintptr(unsafe.Pointer(devnull)), unix.O_RDONLY|unix.O_CLOEXEC, 0, 0, 0)
 		fmt.Println("openat", errnoOf(0, e))
 		for _, who := range []uintptr{11111, 22222, 0} {
 			r, _, e = unix.RawSyscall(unix.SYS_GETPRIORITY, unix.PRIO_PROCESS, who, 0)

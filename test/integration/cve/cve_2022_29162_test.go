@@ -2,6 +2,7 @@ package cve_test
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 
 	"berth/test/bundle"
@@ -77,13 +78,11 @@ func TestCVE_2022_29162_ExecCapNotInheritable(t *testing.T) {
 
 // capField parses "CapInh:\t0000..." out of a /proc/PID/status text.
 func capField(status, field string) (uint64, bool) {
-	for _, l := range lookupLines(status, field+":") {
-		v := l[len(field)+1:]
-		for len(v) > 0 && (v[0] == '\t' || v[0] == ' ') {
-			v = v[1:]
-		}
-		n, err := strconv.ParseUint(v, 16, 64)
-		return n, err == nil
+	lines := lookupLines(status, field+":")
+	if len(lines) == 0 {
+		return 0, false
 	}
-	return 0, false
+	v := strings.TrimLeft(lines[0][len(field)+1:], "\t ")
+	n, err := strconv.ParseUint(v, 16, 64)
+	return n, err == nil
 }

@@ -109,6 +109,7 @@ func TestBadInput(t *testing.T) {
 			want: []string{"/proc/self/ns/uts", "network"}},
 		{name: "netns-relative", parse: true, opts: []bundle.Option{bundle.WithNamespace(specs.NetworkNamespace, "run/netns/x")}, want: []string{"run/netns/x", "absolute"}},
 		{name: "prestart-hook-fails", opts: []bundle.Option{bundle.WithSpec(func(s *specs.Spec) {
+			//lint:ignore SA1019 prestart hooks are deprecated but still in the spec
 			s.Hooks = &specs.Hooks{Prestart: []specs.Hook{shHook("echo prestart-hook-says-no >&2; exit 3")}}
 		})}, want: []string{"prestart", "prestart-hook-says-no", "exit status 3"}},
 		{name: "createRuntime-hook-fails", opts: []bundle.Option{bundle.WithSpec(func(s *specs.Spec) {
@@ -118,6 +119,7 @@ func TestBadInput(t *testing.T) {
 			s.Hooks = &specs.Hooks{CreateContainer: []specs.Hook{shHook("echo createContainer-hook-says-no; exit 5")}}
 		})}, want: []string{"createContainer", "createContainer-hook-says-no"}},
 		{name: "hook-not-found", opts: []bundle.Option{bundle.WithSpec(func(s *specs.Spec) {
+			//lint:ignore SA1019 prestart hooks are deprecated but still in the spec
 			s.Hooks = &specs.Hooks{Prestart: []specs.Hook{{Path: "/no/such/hook"}}}
 		})}, want: []string{"/no/such/hook"}},
 		{name: "hook-timeout", opts: []bundle.Option{bundle.WithSpec(func(s *specs.Spec) {

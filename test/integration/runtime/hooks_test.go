@@ -48,6 +48,7 @@ func TestHooks(t *testing.T) {
 		bundle.WithMounts(specs.Mount{Destination: "/markers", Type: "bind", Source: dir, Options: []string{"rbind", "rw"}}),
 		bundle.WithSpec(func(s *specs.Spec) {
 			s.Hooks = &specs.Hooks{
+				//lint:ignore SA1019 prestart hooks are deprecated but still in the spec
 				Prestart:        []specs.Hook{host("prestart")},
 				CreateRuntime:   []specs.Hook{host("createRuntime")},
 				CreateContainer: []specs.Hook{createContainer},
@@ -135,6 +136,7 @@ func TestHooksRun(t *testing.T) {
 	mark := func(kind string) []specs.Hook {
 		return []specs.Hook{shHook(fmt.Sprintf("echo %s >> %s/order", kind, dir))}
 	}
+	//lint:ignore SA1019 prestart hooks are deprecated but still in the spec
 	hooks.Prestart, hooks.CreateRuntime, hooks.CreateContainer = mark("prestart"), mark("createRuntime"), mark("createContainer")
 	hooks.StartContainer = []specs.Hook{shHook("echo startContainer >> /markers/order")}
 	hooks.Poststart, hooks.Poststop = mark("poststart"), mark("poststop")
