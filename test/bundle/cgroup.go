@@ -152,3 +152,13 @@ func unescape(s string) string {
 	}
 	return b.String()
 }
+
+// RemoveCgroupParent removes the parent cgroup that bundles nest their containers under
+// (CgroupParent()) in every hierarchy, if it is empty: runtimes remove a container's own cgroup
+// but, like runc, not the parents they created for it. Call it once all containers are gone.
+func RemoveCgroupParent() {
+	dirs, _ := CgroupDirs(CgroupParent())
+	for _, d := range dirs {
+		os.Remove(d) // fails, harmlessly, while another run still uses it
+	}
+}

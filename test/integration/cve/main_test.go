@@ -42,7 +42,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
+	code := run(m)
+	bundle.RemoveCgroupParent()
+	os.Exit(code)
 }
 
 func run(m *testing.M) int {

@@ -50,7 +50,11 @@ var (
 // cmdTimeout bounds every berth-runtime invocation.
 const cmdTimeout = 60 * time.Second
 
-func TestMain(m *testing.M) { os.Exit(testMain(m)) }
+func TestMain(m *testing.M) {
+	code := testMain(m)
+	bundle.RemoveCgroupParent()
+	os.Exit(code)
+}
 
 func testMain(m *testing.M) int {
 	if os.Geteuid() != 0 {
