@@ -29,12 +29,12 @@ func leakCycles(t *testing.T) int {
 	return n
 }
 
-// privateCgroupParent returns a fresh "berth-test/leak-<rand>" cgroup parent and removes
+// privateCgroupParent returns a fresh "<CgroupParent()>/leak-<rand>" cgroup parent and removes
 // its directories (which runtimes leave, as runc does) at cleanup.
 func privateCgroupParent(t *testing.T) string {
 	var buf [4]byte
 	rand.Read(buf[:])
-	parent := bundle.DefaultCgroupParent + "/leak-" + hex.EncodeToString(buf[:])
+	parent := bundle.CgroupParent() + "/leak-" + hex.EncodeToString(buf[:])
 	t.Cleanup(func() {
 		// children first (a leftover is reported by the test itself)
 		dirs := cgroupSubtree(t, parent)
