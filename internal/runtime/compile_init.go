@@ -49,11 +49,7 @@ func (c *compiler) compileInit(pl *processPlan, o CreateOpts, run bool) (uintptr
 			b.Sys("join "+string(t)+" namespace "+nsPath(s, t), unix.SYS_SETNS, uintptr(fd), cloneFlags[t])
 		}
 	}
-	if c.userns {
-		// Become root of the user namespace (the clone's ids are unmapped there).
-		b.Sys("become root in the user namespace (gid)", unix.SYS_SETRESGID, 0, 0, 0)
-		b.Sys("become root in the user namespace (uid)", unix.SYS_SETRESUID, 0, 0, 0)
-	}
+	c.becomeNSRoot()
 	// The parent joins the child to its cgroups while the child sets up its mounts (a cgroup v1
 	// move can cost an RCU grace period); the child waits for that before it makes its cgroup
 	// namespace, which must be rooted at the container's cgroup.
@@ -126,6 +122,15 @@ func (c *compiler) compileInit(pl *processPlan, o CreateOpts, run bool) (uintptr
 	}
 	c.compileExec(pl)
 	return flags, hookWait, nil
+}
+
+// becomeNSRoot makes the child root of its user namespace, if it has one: the ids it was cloned
+// with are not mapped there.
+func (c *compiler) becomeNSRoot() {
+	if c.userns {
+		c.b.Sys("become root in the user namespace (gid)", unix.SYS_SETRESGID, 0, 0, 0)
+		c.b.Sys("become root in the user namespace (uid)", unix.SYS_SETRESUID, 0, 0, 0)
+	}
 }
 
 // attachConsole makes the pty peer the process's stdio and controlling terminal.

@@ -283,19 +283,10 @@ func (r *Runtime) spawnInit(ctx context.Context, o CreateOpts, run bool) (_ *spa
 
 // childError explains why talking to the child failed: the error it reported if it did.
 func (r *Runtime) childError(s *spawned, err error) error {
-	for {
-		rec, fd, rerr := readRecord(s.sync)
-		if fd >= 0 {
-			unix.Close(fd)
-			continue
-		}
-		if rerr != nil || rec == nil {
-			return fmt.Errorf("%w%s", err, exitDescription(s.pid))
-		}
-		if rec.Kind == child.StatusError {
-			return s.builder.Describe(*rec)
-		}
+	if cerr := awaitExec(s.sync, s.builder, nil); cerr != nil {
+		return cerr
 	}
+	return fmt.Errorf("%w%s", err, exitDescription(s.pid))
 }
 
 // release lets the child past its next wait point.
@@ -374,13 +365,8 @@ func exitDescription(pid int) string {
 	return ""
 }
 
-// readRecord reads one message: a status record, an fd, or EOF (nil, -1, nil).
-func readRecord(sock int) (*child.Record, int, error) {
-	rec, fd, _, err := readMessage(sock)
-	return rec, fd, err
-}
-
-// readMessage is readRecord that also returns the tag of a received fd.
+// readMessage reads one message from the child: a status record, an fd with its tag, or EOF
+// (nil, -1, 0, nil).
 func readMessage(sock int) (*child.Record, int, byte, error) {
 	buf := make([]byte, 64)
 	oob := make([]byte, unix.CmsgSpace(4*4))

@@ -96,12 +96,14 @@ func (r *Runtime) runHookIn(ctx context.Context, pid int, s *specs.Spec, kind st
 	if err := unix.Pipe2(in[:], unix.O_CLOEXEC); err != nil {
 		return err
 	}
-	defer unix.Close(in[1])
+	stdin := os.NewFile(uintptr(in[1]), "hook-stdin")
+	defer stdin.Close()
 	if err := unix.Pipe2(out[:], unix.O_CLOEXEC); err != nil {
 		unix.Close(in[0])
 		return err
 	}
-	defer unix.Close(out[0])
+	output := os.NewFile(uintptr(out[0]), "hook-output")
+	defer output.Close()
 	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		unix.Close(in[0])
@@ -142,30 +144,28 @@ func (r *Runtime) runHookIn(ctx context.Context, pid int, s *specs.Spec, kind st
 	if err != nil {
 		return fmt.Errorf("%s hook %s: %w", kind, h.Path, err)
 	}
-	rec, _, _ := readRecord(sp[0])
-	unix.Write(in[1], state)
-	unix.Close(in[1])
-	in[1] = -1
-	output := make(chan string, 1)
+	execErr := awaitExec(sp[0], b, nil)
+	stdin.Write(state)
+	stdin.Close()
+	outc := make(chan string, 1)
 	go func() {
 		var buf bytes.Buffer
-		f := os.NewFile(uintptr(out[0]), "hook-output")
-		buf.ReadFrom(f)
-		output <- buf.String()
+		buf.ReadFrom(output)
+		outc <- buf.String()
 	}()
 	timeout := time.Duration(1 << 62)
 	if h.Timeout != nil {
 		timeout = time.Duration(*h.Timeout) * time.Second
 	}
 	ws, timedOut := waitTimeout(cpid, timeout)
-	if rec != nil && rec.Kind == child.StatusError {
-		return fmt.Errorf("%s hook %s: %w", kind, h.Path, b.Describe(*rec))
+	if execErr != nil {
+		return fmt.Errorf("%s hook %s: %w", kind, h.Path, execErr)
 	}
 	if timedOut {
 		return fmt.Errorf("%s hook %s: timed out after %ds", kind, h.Path, *h.Timeout)
 	}
 	if ws.ExitStatus() != 0 || ws.Signaled() {
-		msg := <-output
+		msg := <-outc
 		return fmt.Errorf("%s hook %s: exit status %d: %s", kind, h.Path, ws.ExitStatus(), strings.TrimSpace(msg))
 	}
 	return nil

@@ -78,19 +78,8 @@ func (r *Runtime) Run(ctx context.Context, o CreateOpts, detach bool) (int, erro
 	if err := release(s.sync); err != nil {
 		return fail(err)
 	}
-	// The socket closes at execve; an error record means the exec failed.
-	for {
-		rec, fd, err := readRecord(s.sync)
-		if fd >= 0 {
-			unix.Close(fd)
-			continue
-		}
-		if err != nil || rec == nil {
-			break
-		}
-		if rec.Kind == child.StatusError {
-			return fail(s.builder.Describe(*rec))
-		}
+	if err := awaitExec(s.sync, s.builder, nil); err != nil {
+		return fail(err)
 	}
 	if h := c.Spec.Hooks; h != nil && len(h.Poststart) > 0 {
 		r.runHooksWarn(ctx, "poststart", h.Poststart, r.StateOf(c))
@@ -115,6 +104,28 @@ var forwardedSignals = []os.Signal{unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.
 	unix.SIGUSR2, unix.SIGALRM, unix.SIGTERM, unix.SIGSTKFLT, unix.SIGCONT, unix.SIGTSTP, unix.SIGTTIN,
 	unix.SIGTTOU, unix.SIGXCPU, unix.SIGXFSZ, unix.SIGVTALRM, unix.SIGPROF, unix.SIGWINCH, unix.SIGIO,
 	unix.SIGPWR, unix.SIGSYS}
+
+// awaitExec reads the child's messages until its end of the socket closes at execve. An error
+// record is returned as the failure it describes; fds go to onFD (closed when onFD is nil).
+func awaitExec(sock int, b *child.Builder, onFD func(fd int, tag byte) error) error {
+	for {
+		rec, fd, tag, err := readMessage(sock)
+		if fd >= 0 {
+			if onFD == nil {
+				unix.Close(fd)
+			} else if err := onFD(fd, tag); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil || rec == nil {
+			return nil
+		}
+		if rec.Kind == child.StatusError {
+			return b.Describe(*rec)
+		}
+	}
+}
 
 // waitForward reaps pid, forwarding the signals this process receives, and returns the exit code.
 func waitForward(pid int, sigs chan os.Signal, master *os.File) int {
@@ -254,10 +265,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOpts) (int, error) 
 	if flags != 0 {
 		b.Sys("join the container's namespaces", unix.SYS_SETNS, uintptr(pidfd), flags)
 	}
-	if comp.userns {
-		b.Sys("become root in the user namespace (gid)", unix.SYS_SETRESGID, 0, 0, 0)
-		b.Sys("become root in the user namespace (uid)", unix.SYS_SETRESUID, 0, 0, 0)
-	}
+	comp.becomeNSRoot()
 	if p.Terminal {
 		b.Sys("create session", unix.SYS_SETSID)
 		comp.attachConsole(comp.consoleAt(child.AtFDCWD))
@@ -304,31 +312,20 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOpts) (int, error) 
 		return 1, err
 	}
 	var master *os.File
-	for {
-		rec, fd, tag, err := readMessage(sp[0])
-		if fd >= 0 {
-			if tag == fdTagSeccomp {
-				err := r.sendSeccompListener(c, pid, fd)
-				unix.Close(fd)
-				if err != nil {
-					kill()
-					return 1, err
-				}
-				continue
-			}
-			master = os.NewFile(uintptr(fd), "/dev/ptmx")
-			continue
+	err = awaitExec(sp[0], b, func(fd int, tag byte) error {
+		if tag == fdTagSeccomp {
+			defer unix.Close(fd)
+			return r.sendSeccompListener(c, pid, fd)
 		}
-		if err != nil || rec == nil {
-			break
+		master = os.NewFile(uintptr(fd), "/dev/ptmx")
+		return nil
+	})
+	if err != nil {
+		kill()
+		if master != nil {
+			master.Close()
 		}
-		if rec.Kind == child.StatusError {
-			kill()
-			if master != nil {
-				master.Close()
-			}
-			return 1, b.Describe(*rec)
-		}
+		return 1, err
 	}
 	if master != nil {
 		defer master.Close()
