@@ -175,7 +175,7 @@ func (m *v1Manager) Set(res *specs.LinuxResources) error {
 func (m *v1Manager) set(res *specs.LinuxResources, creating bool) error {
 	p := m.paths
 	if c := res.CPU; c != nil && p["cpuset"] != "" {
-		if err := setCpusetV1(p["cpuset"], c); err != nil {
+		if err := setCpuset(p["cpuset"], c); err != nil {
 			return err
 		}
 	}
@@ -288,7 +288,8 @@ func cpusetCopyIfEmpty(dir, parent string) error {
 	return nil
 }
 
-func setCpusetV1(dir string, c *specs.LinuxCPU) error {
+// setCpuset writes cpuset.cpus and cpuset.mems (the same files in v1 and v2).
+func setCpuset(dir string, c *specs.LinuxCPU) error {
 	if c.Cpus != "" {
 		if err := writeFile(dir, "cpuset.cpus", c.Cpus); err != nil {
 			return err

@@ -253,7 +253,7 @@ func (m *v2Manager) set(res *specs.LinuxResources, creating bool) error {
 			return err
 		}
 		if c := res.CPU; c.Cpus != "" || c.Mems != "" {
-			if err := m.wrap(setCpusetV2(dir, c), "cpuset limits", "cpuset"); err != nil {
+			if err := m.wrap(setCpuset(dir, c), "cpuset limits", "cpuset"); err != nil {
 				return err
 			}
 		}
@@ -298,20 +298,6 @@ func (m *v2Manager) setUnified(u map[string]string) error {
 				}
 				return fmt.Errorf("unable to set unified resource %q: %w", k, err)
 			}
-		}
-	}
-	return nil
-}
-
-func setCpusetV2(dir string, c *specs.LinuxCPU) error {
-	if c.Cpus != "" {
-		if err := writeFile(dir, "cpuset.cpus", c.Cpus); err != nil {
-			return err
-		}
-	}
-	if c.Mems != "" {
-		if err := writeFile(dir, "cpuset.mems", c.Mems); err != nil {
-			return err
 		}
 	}
 	return nil
