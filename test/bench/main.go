@@ -244,7 +244,7 @@ func inner() int {
 	leftovers := cleanup(rts, cgParent)
 	// (Mounts can also disappear: copies of the host's mounts taken when the
 	// namespace was made vanish when the host unmounts them; not ours.)
-	if _, added := diffLines(mountsBefore, mountPoints()); len(added) > 0 {
+	if _, added := bundle.DiffLines(mountsBefore, mountPoints()); len(added) > 0 {
 		for _, m := range added {
 			fmt.Fprintf(os.Stderr, "bench: LEFTOVER: mount %s\n", m)
 		}
@@ -444,28 +444,6 @@ func mountPoints() []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// diffLines returns the lines only in a (gone) and only in b (added).
-func diffLines(a, b []string) (gone, added []string) {
-	count := map[string]int{}
-	for _, l := range a {
-		count[l]++
-	}
-	for _, l := range b {
-		count[l]--
-	}
-	for l, n := range count {
-		for ; n > 0; n-- {
-			gone = append(gone, l)
-		}
-		for ; n < 0; n++ {
-			added = append(added, l)
-		}
-	}
-	slices.Sort(gone)
-	slices.Sort(added)
-	return gone, added
 }
 
 // cleanup deletes containers left in each runtime's root and removes the

@@ -252,7 +252,7 @@ func TestCgroupMounts(t *testing.T) {
 }
 
 func TestUnescape(t *testing.T) {
-	if got := unescape(`/a\040b\134c\0`); got != `/a b\c\0` {
+	if got := UnescapeMountinfo(`/a\040b\134c\0`); got != `/a b\c\0` {
 		t.Errorf("got %q", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 )
 
@@ -47,7 +48,7 @@ func CgroupMounts() ([]CgroupMount, error) {
 		if len(a) < 5 || len(b) < 3 || (b[0] != "cgroup" && b[0] != "cgroup2") {
 			continue
 		}
-		mounts = append(mounts, mnt{root: unescape(a[3]), point: unescape(a[4]), fstype: b[0], super: b[2]})
+		mounts = append(mounts, mnt{root: UnescapeMountinfo(a[3]), point: UnescapeMountinfo(a[4]), fstype: b[0], super: b[2]})
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err
@@ -125,8 +126,8 @@ func hasAll(superOpts, ctrls string) bool {
 	return true
 }
 
-// unescape undoes mountinfo's octal escapes (\040 for space etc.).
-func unescape(s string) string {
+// UnescapeMountinfo undoes the octal escapes (\040 for a space, ...) of /proc/*/mountinfo paths.
+func UnescapeMountinfo(s string) string {
 	if !strings.Contains(s, `\`) {
 		return s
 	}
@@ -161,4 +162,27 @@ func RemoveCgroupParent() {
 	for _, d := range dirs {
 		os.Remove(d) // fails, harmlessly, while another run still uses it
 	}
+}
+
+// DiffLines returns the lines only in a and the lines only in b (each sorted), counting
+// duplicates: what changed between two snapshots of host state such as mount lists.
+func DiffLines(a, b []string) (onlyA, onlyB []string) {
+	count := map[string]int{}
+	for _, l := range a {
+		count[l]++
+	}
+	for _, l := range b {
+		count[l]--
+	}
+	for l, n := range count {
+		for ; n > 0; n-- {
+			onlyA = append(onlyA, l)
+		}
+		for ; n < 0; n++ {
+			onlyB = append(onlyB, l)
+		}
+	}
+	sort.Strings(onlyA)
+	sort.Strings(onlyB)
+	return onlyA, onlyB
 }

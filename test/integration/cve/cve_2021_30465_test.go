@@ -146,7 +146,7 @@ func hostMountsBelow(dirs ...string) []string {
 		if len(f) < 5 {
 			continue
 		}
-		p := unescape(f[4])
+		p := bundle.UnescapeMountinfo(f[4])
 		for _, d := range dirs {
 			if p == d || strings.HasPrefix(p, d+"/") {
 				res = append(res, l)

@@ -352,7 +352,7 @@ func readMountInfo(t *testing.T, pid string) []mountInfo {
 		if len(a) < 5 || len(b) < 2 {
 			continue
 		}
-		res = append(res, mountInfo{Root: unescape(a[3]), Point: unescape(a[4]), FSType: b[0], Source: b[1]})
+		res = append(res, mountInfo{Root: bundle.UnescapeMountinfo(a[3]), Point: bundle.UnescapeMountinfo(a[4]), FSType: b[0], Source: b[1]})
 	}
 	return res
 }
@@ -367,24 +367,6 @@ func mountsUnder(t *testing.T, dir string) []mountInfo {
 		}
 	}
 	return res
-}
-
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // capSet returns a capability set of /proc/<pid>/status ("CapInh", "CapAmb", ...).

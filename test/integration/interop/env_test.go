@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"berth/test/bundle"
 )
 
 // cgroupHierarchy is one mounted cgroup hierarchy: where it is mounted, which cgroup path the
@@ -57,7 +59,7 @@ func cgroupHierarchies() ([]cgroupHierarchy, error) {
 		if len(a) < 5 || len(b) < 3 || (b[0] != "cgroup" && b[0] != "cgroup2") {
 			continue
 		}
-		mounts = append(mounts, mnt{root: unescapeMount(a[3]), point: unescapeMount(a[4]), fstype: b[0], super: b[2]})
+		mounts = append(mounts, mnt{root: bundle.UnescapeMountinfo(a[3]), point: bundle.UnescapeMountinfo(a[4]), fstype: b[0], super: b[2]})
 	}
 	var res []cgroupHierarchy
 	for _, line := range strings.Split(strings.TrimSpace(string(self)), "\n") {
@@ -99,24 +101,6 @@ func hasAllOpts(super, ctrls string) bool {
 // isUnder reports whether cgroup path p is anc or below it.
 func isUnder(p, anc string) bool {
 	return anc == "/" || p == anc || strings.HasPrefix(p, anc+"/")
-}
-
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // findCgroupBase picks the deepest of our own cgroups; a cgroup parent under it is nested under
@@ -262,7 +246,7 @@ func unmountUnder(t *testing.T, dir string) {
 			if len(f) < 5 {
 				continue
 			}
-			p := unescapeMount(f[4])
+			p := bundle.UnescapeMountinfo(f[4])
 			if p == dir || strings.HasPrefix(p, dir+"/") {
 				points = append(points, p)
 			}

@@ -41,7 +41,7 @@ func (c *ctr) nothingLeft(before hostSnapshot) {
 	if dirs, _ := c.b.CgroupDirs(); len(dirs) > 0 {
 		t.Errorf("cgroups left: %v", dirs)
 	}
-	if removed, added := diffLines(before.mounts, mountinfo(t)); len(removed)+len(added) > 0 {
+	if removed, added := bundle.DiffLines(before.mounts, mountinfo(t)); len(removed)+len(added) > 0 {
 		t.Errorf("host mounts changed: removed %q added %q", removed, added)
 	}
 	if p := c.procs(); len(p) > 0 {
@@ -262,7 +262,7 @@ func TestDuplicateID(t *testing.T) {
 	if dirs, _ := other.b.CgroupDirs(); len(dirs) > 0 {
 		t.Errorf("cgroups made for the refused duplicate: %v", dirs)
 	}
-	if removed, added := diffLines(before.mounts, mountinfo(t)); len(removed)+len(added) > 0 {
+	if removed, added := bundle.DiffLines(before.mounts, mountinfo(t)); len(removed)+len(added) > 0 {
 		t.Errorf("host mounts changed: %q %q", removed, added)
 	}
 	ok(t, c.do("start"))

@@ -605,28 +605,6 @@ func mountRelevant(line string) bool {
 	return false
 }
 
-// diffLines returns the lines only in a and only in b.
-func diffLines(a, b []string) (onlyA, onlyB []string) {
-	count := map[string]int{}
-	for _, l := range a {
-		count[l]++
-	}
-	for _, l := range b {
-		count[l]--
-	}
-	for l, n := range count {
-		for ; n > 0; n-- {
-			onlyA = append(onlyA, l)
-		}
-		for ; n < 0; n++ {
-			onlyB = append(onlyB, l)
-		}
-	}
-	sort.Strings(onlyA)
-	sort.Strings(onlyB)
-	return onlyA, onlyB
-}
-
 // cgroupFile reads file in the container's cgroup of the hierarchy that has controller.
 func (c *ctr) cgroupFile(controller, file string) string {
 	c.t.Helper()
@@ -649,6 +627,9 @@ func (c *ctr) cgroupFile(controller, file string) string {
 
 func fdCount(t testing.TB) int {
 	t.Helper()
+	// the orphan reaper scans /proc holding trackMu: keep its transient fds out of the count
+	trackMu.Lock()
+	defer trackMu.Unlock()
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		t.Fatal(err)
