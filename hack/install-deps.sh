@@ -7,7 +7,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
 PKGS=(build-essential pkg-config busybox-static runc crun
-	podman docker.io skopeo umoci curl iproute2 util-linux ca-certificates git)
+	podman docker.io skopeo umoci curl iproute2 util-linux ca-certificates git
+	bzip2 xz-utils zstd)
 
 if [ "$(id -u)" != 0 ]; then
 	echo "install-deps: run as root" >&2

@@ -1,0 +1,363 @@
+// Package content owns berth's content-addressed blob store: manifests,
+// configs and layer tarballs stored by digest under <root>/blobs/<alg>/<hex>.
+//
+// A blob is written to <root>/ingest, verified against its expected digest
+// and size, fsynced and renamed into place, so a blob is never visible before
+// it is complete and a crash leaves at worst a file in ingest/ (removed when
+// the store is opened again). The store knows nothing of images: which blobs
+// are referenced, and so which may be deleted, is decided by its callers
+// (internal/image's garbage collector).
+package content
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"berth/internal/errdefs"
+
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+)
+
+// Store is a directory of blobs named by digest. It is safe for concurrent
+// use by the goroutines of one process; internal/image makes sure one
+// process owns a store at a time.
+type Store struct {
+	root string
+}
+
+// Info describes a stored blob.
+type Info struct {
+	Digest digest.Digest
+	Size   int64
+}
+
+// Open opens (creating if needed) the store at root and removes leftovers of
+// interrupted writes. The caller must be the only process using root.
+func Open(root string) (*Store, error) {
+	for _, d := range []string{"blobs/sha256", "ingest"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o700); err != nil {
+			return nil, fmt.Errorf("content store: %w", err)
+		}
+	}
+	s := &Store{root: root}
+	if err := s.clearIngest(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) clearIngest() error {
+	ents, err := os.ReadDir(filepath.Join(s.root, "ingest"))
+	if err != nil {
+		return fmt.Errorf("content store: %w", err)
+	}
+	for _, e := range ents {
+		if err := os.RemoveAll(filepath.Join(s.root, "ingest", e.Name())); err != nil {
+			return fmt.Errorf("content store: remove interrupted ingest: %w", err)
+		}
+	}
+	return nil
+}
+
+// Root is the store's directory.
+func (s *Store) Root() string { return s.root }
+
+// Path is where the blob dgst lives (whether or not it exists).
+func (s *Store) Path(dgst digest.Digest) (string, error) {
+	if err := dgst.Validate(); err != nil {
+		return "", errdefs.InvalidWrap(err, "digest %q", string(dgst))
+	}
+	return filepath.Join(s.root, "blobs", string(dgst.Algorithm()), dgst.Encoded()), nil
+}
+
+// Info returns the blob's size, or an ErrNotFound error.
+func (s *Store) Info(dgst digest.Digest) (Info, error) {
+	p, err := s.Path(dgst)
+	if err != nil {
+		return Info{}, err
+	}
+	st, err := os.Stat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Info{}, errdefs.NotFound("content %s", dgst)
+	} else if err != nil {
+		return Info{}, fmt.Errorf("content %s: %w", dgst, err)
+	}
+	return Info{Digest: dgst, Size: st.Size()}, nil
+}
+
+// Exists reports whether the blob is stored.
+func (s *Store) Exists(dgst digest.Digest) bool {
+	_, err := s.Info(dgst)
+	return err == nil
+}
+
+// Open opens a stored blob for reading.
+func (s *Store) Open(dgst digest.Digest) (*os.File, error) {
+	p, err := s.Path(dgst)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, errdefs.NotFound("content %s", dgst)
+	}
+	return f, err
+}
+
+// ReadAll reads a small blob (a manifest, an index, a config), refusing one
+// larger than max bytes.
+func (s *Store) ReadAll(dgst digest.Digest, max int64) ([]byte, error) {
+	f, err := s.Open(dgst)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("read content %s: %w", dgst, err)
+	}
+	if int64(len(b)) > max {
+		return nil, errdefs.Invalid("content %s is larger than %d bytes", dgst, max)
+	}
+	return b, nil
+}
+
+// Delete removes a blob; a missing blob is not an error.
+func (s *Store) Delete(dgst digest.Digest) error {
+	p, err := s.Path(dgst)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("delete content %s: %w", dgst, err)
+	}
+	return nil
+}
+
+// Walk calls fn for every stored blob.
+func (s *Store) Walk(fn func(Info) error) error {
+	algs, err := os.ReadDir(filepath.Join(s.root, "blobs"))
+	if err != nil {
+		return fmt.Errorf("content store: %w", err)
+	}
+	for _, a := range algs {
+		ents, err := os.ReadDir(filepath.Join(s.root, "blobs", a.Name()))
+		if err != nil {
+			return fmt.Errorf("content store: %w", err)
+		}
+		for _, e := range ents {
+			info, err := e.Info()
+			if err != nil {
+				continue // removed meanwhile
+			}
+			if err := fn(Info{Digest: digest.NewDigestFromEncoded(digest.Algorithm(a.Name()), e.Name()), Size: info.Size()}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Verify re-reads a blob and checks it against its digest.
+func (s *Store) Verify(dgst digest.Digest) error {
+	f, err := s.Open(dgst)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	v := dgst.Verifier()
+	if _, err := io.Copy(v, f); err != nil {
+		return fmt.Errorf("verify content %s: %w", dgst, err)
+	}
+	if !v.Verified() {
+		return errdefs.Corrupt("content %s does not match its digest", dgst)
+	}
+	return nil
+}
+
+// Writer writes one blob. Write to it, then Commit; Close without Commit
+// discards what was written.
+type Writer struct {
+	s    *Store
+	f    *os.File
+	h    hash.Hash
+	size int64
+	done bool
+}
+
+// Writer starts a new blob in ingest/.
+func (s *Store) Writer(ctx context.Context) (*Writer, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var rnd [12]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(s.root, "ingest", hex.EncodeToString(rnd[:])), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("content store: %w", err)
+	}
+	return &Writer{s: s, f: f, h: digest.SHA256.Hash()}, nil
+}
+
+func (w *Writer) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.h.Write(p[:n])
+	w.size += int64(n)
+	if err != nil {
+		return n, fmt.Errorf("write content: %w", err)
+	}
+	return n, nil
+}
+
+// ReadFrom copies r into the blob with a large buffer.
+func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
+	buf := make([]byte, 1<<20)
+	var total int64
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return total, werr
+			}
+			total += int64(n)
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// Digest is the sha256 digest of what was written so far.
+func (w *Writer) Digest() digest.Digest { return digest.NewDigest(digest.SHA256, w.h) }
+
+// Size is the number of bytes written so far.
+func (w *Writer) Size() int64 { return w.size }
+
+// Commit verifies what was written against expected (when not empty) and
+// size (when >= 0), makes it durable and moves it into place. Committing a
+// blob that is already stored keeps the stored one. The Writer is closed.
+func (w *Writer) Commit(expected digest.Digest, size int64) (Info, error) {
+	if w.done {
+		return Info{}, errors.New("content writer already closed")
+	}
+	defer w.Close()
+	got := w.Digest()
+	if size >= 0 && w.size != size {
+		return Info{}, errdefs.Corrupt("content %s: got %d bytes, expected %d", expected, w.size, size)
+	}
+	if expected != "" {
+		if expected.Algorithm() != digest.SHA256 {
+			// Re-hash with the expected algorithm (sha512 blobs are rare).
+			if !expected.Algorithm().Available() {
+				return Info{}, errdefs.Invalid("content %s: unsupported digest algorithm", expected)
+			}
+			v, err := rehash(w.f.Name(), expected.Algorithm())
+			if err != nil {
+				return Info{}, err
+			}
+			got = v
+		}
+		if got != expected {
+			return Info{}, errdefs.Corrupt("content %s: data has digest %s", expected, got)
+		}
+	}
+	p, err := w.s.Path(got)
+	if err != nil {
+		return Info{}, err
+	}
+	if err := w.f.Sync(); err != nil {
+		return Info{}, fmt.Errorf("content %s: sync: %w", got, err)
+	}
+	if err := w.f.Close(); err != nil {
+		return Info{}, fmt.Errorf("content %s: %w", got, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return Info{}, fmt.Errorf("content %s: %w", got, err)
+	}
+	if err := os.Rename(w.f.Name(), p); err != nil {
+		return Info{}, fmt.Errorf("content %s: %w", got, err)
+	}
+	w.done = true
+	return Info{Digest: got, Size: w.size}, nil
+}
+
+func rehash(path string, alg digest.Algorithm) (digest.Digest, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	return alg.FromReader(f)
+}
+
+// Close discards an uncommitted blob.
+func (w *Writer) Close() error {
+	if w.done {
+		return nil
+	}
+	w.done = true
+	w.f.Close()
+	return os.Remove(w.f.Name())
+}
+
+// Sync makes renames into blobs/ durable (one fsync of the directory, for
+// callers that commit many blobs and then record them elsewhere).
+func (s *Store) Sync() error {
+	d, err := os.Open(filepath.Join(s.root, "blobs", "sha256"))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return unix.Fsync(int(d.Fd()))
+}
+
+// Ingest copies r into the store and commits it, verifying expected/size as
+// Commit does.
+func (s *Store) Ingest(ctx context.Context, r io.Reader, expected digest.Digest, size int64) (Info, error) {
+	w, err := s.Writer(ctx)
+	if err != nil {
+		return Info{}, err
+	}
+	defer w.Close()
+	if _, err := w.ReadFrom(r); err != nil {
+		return Info{}, err
+	}
+	return w.Commit(expected, size)
+}
+
+// IngestBytes stores b (a small document) and returns its digest.
+func (s *Store) IngestBytes(ctx context.Context, b []byte) (Info, error) {
+	dgst := digest.FromBytes(b)
+	if s.Exists(dgst) {
+		return Info{Digest: dgst, Size: int64(len(b))}, nil
+	}
+	w, err := s.Writer(ctx)
+	if err != nil {
+		return Info{}, err
+	}
+	defer w.Close()
+	if _, err := w.Write(b); err != nil {
+		return Info{}, err
+	}
+	return w.Commit(dgst, int64(len(b)))
+}
+
+// IngestCount is the number of unfinished writes.
+func (s *Store) IngestCount() (n int, err error) {
+	ents, err := os.ReadDir(filepath.Join(s.root, "ingest"))
+	return len(ents), err
+}

@@ -1,0 +1,132 @@
+package image
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"runtime"
+	"time"
+
+	"berth/internal/archive"
+	"berth/internal/errdefs"
+	"berth/internal/snapshot"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// ImportOptions tunes Import.
+type ImportOptions struct {
+	// Ref names the new image ("app:1"); empty leaves it untagged.
+	Ref string
+	// Changes are Dockerfile instructions applied to the config.
+	Changes []string
+	// Message is the history comment (default "Imported from -").
+	Message string
+}
+
+// Import makes a one-layer image from a root filesystem tarball
+// (`docker import`): the tarball (gzip, zstd or plain) is stored
+// uncompressed as the layer and unpacked in the same pass.
+func (s *Store) Import(ctx context.Context, r io.Reader, opts ImportOptions) (*Image, error) {
+	refs, err := newImageRefs(opts.Ref)
+	if err != nil {
+		return nil, fmt.Errorf("import: %w", err)
+	}
+	cfg := ocispec.ImageConfig{}
+	if err := ApplyChanges(&cfg, opts.Changes); err != nil {
+		return nil, err
+	}
+	msg := opts.Message
+	if msg == "" {
+		msg = "Imported from -"
+	}
+	var im *Image
+	err = s.run(ctx, func(o *op) error {
+		layer, diffID, err := o.layerFromTar(ctx, r, "")
+		if err != nil {
+			return err
+		}
+		now := time.Now().UTC()
+		p := &pending{config: ocispec.Image{
+			Created:  &now,
+			Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
+			Config:   cfg,
+			RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{diffID}},
+			History:  []ocispec.History{{Created: &now, Comment: msg}},
+		}}
+		p.refs = refs
+		if err := o.finish(ctx, p, []ocispec.Descriptor{layer}); err != nil {
+			return err
+		}
+		ims, err := o.record([]*pending{p})
+		if err == nil {
+			im = ims[0]
+		}
+		return err
+	})
+	return im, err
+}
+
+// finish stores p's config and a manifest for it over layers (whose top
+// one may already be unpacked, see layerFromTar).
+func (o *op) finish(ctx context.Context, p *pending, layers []ocispec.Descriptor) error {
+	b, err := marshalDoc(p.config)
+	if err != nil {
+		return err
+	}
+	cd, err := o.storeDoc(ctx, b)
+	if err != nil {
+		return err
+	}
+	if err := o.synthesize(ctx, p, cd, layers); err != nil {
+		return err
+	}
+	return o.unpack(ctx, []*pending{p})
+}
+
+// layerFromTar stores a tar stream, decompressed, as a layer blob while
+// unpacking it, and commits the unpacked layer over the layer parent (a
+// chain ID, empty for a base layer). Returns the blob's descriptor and the
+// layer's diff ID.
+func (o *op) layerFromTar(ctx context.Context, r io.Reader, parent digest.Digest) (ocispec.Descriptor, digest.Digest, error) {
+	dr, _, err := archive.DecompressStream(r)
+	if err != nil {
+		return ocispec.Descriptor{}, "", errdefs.InvalidWrap(err, "read tarball")
+	}
+	defer dr.Close()
+	w, err := o.s.Content.Writer(ctx)
+	if err != nil {
+		return ocispec.Descriptor{}, "", err
+	}
+	defer w.Close()
+	st, err := o.s.Snaps.NewLayer(ctx)
+	if err != nil {
+		return ocispec.Descriptor{}, "", err
+	}
+	stats, err := archive.Unpack(ctx, io.TeeReader(dr, w), st.Dir, archive.UnpackOptions{})
+	if err != nil {
+		st.Abort()
+		return ocispec.Descriptor{}, "", unpackError(err, "unpack tarball")
+	}
+	had := o.s.Content.Exists(stats.DiffID)
+	info, err := w.Commit(stats.DiffID, -1)
+	if err != nil {
+		st.Abort()
+		return ocispec.Descriptor{}, "", err
+	}
+	o.ingested(info.Digest, !had)
+	if err := o.s.Snaps.Sync(); err != nil {
+		st.Abort()
+		return ocispec.Descriptor{}, "", err
+	}
+	chain := stats.DiffID
+	if parent != "" {
+		chain = snapshot.ChainIDs([]digest.Digest{parent, stats.DiffID})[1]
+	}
+	if err := st.Commit(snapshot.Layer{ChainID: chain, DiffID: stats.DiffID, Parent: parent, Size: stats.Bytes}); err != nil {
+		return ocispec.Descriptor{}, "", fmt.Errorf("import: %w", err)
+	}
+	desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: info.Digest, Size: info.Size}
+	return desc, stats.DiffID, nil
+}
