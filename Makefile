@@ -8,9 +8,15 @@ export CGO_ENABLED := 0
 GO ?= go
 # Runtimes compared by `make validate` (paths or names in $PATH).
 RUNTIMES ?= $(CURDIR)/bin/berth-runtime runc crun
+# `make bench` suites: runtime (lifecycle and run of berth-runtime vs runc vs crun) and images
+# (load and save of a 630 MB Debian image, berth vs podman vs dockerd vs tar; docs/benchmarks.md).
+BENCH_SUITES ?= runtime images
 # `make bench` iterations per runtime and lifecycle, and binaries.
 BENCH_N ?= 50
 BENCH_FLAGS ?=
+# `make bench` (images) iterations per tool, and flags (`_output/bench-images -h`).
+IMAGES_BENCH_N ?= 5
+IMAGES_BENCH_FLAGS ?=
 BERTH ?= $(CURDIR)/bin/berth-runtime
 RUNC ?= runc
 CRUN ?= crun
@@ -34,11 +40,18 @@ validate: runtime-tools
 runtime-tools:
 	hack/build-runtime-tools.sh
 
-## bench: lifecycle and run latency of berth-runtime vs runc vs crun (needs root)
+## bench: lifecycle and run latency of berth-runtime vs runc vs crun, and image load/save of
+## berth vs podman vs dockerd vs tar (needs root; BENCH_SUITES=images runs only the latter)
 bench:
 	@mkdir -p _output
+ifneq ($(filter runtime,$(BENCH_SUITES)),)
 	$(GO) build -o _output/bench ./test/bench
 	_output/bench -n $(BENCH_N) -berth "$(BERTH)" -runc "$(RUNC)" -crun "$(CRUN)" $(BENCH_FLAGS)
+endif
+ifneq ($(filter images,$(BENCH_SUITES)),)
+	$(GO) build -o _output/bench-images ./test/bench/images
+	_output/bench-images -n $(IMAGES_BENCH_N) $(IMAGES_BENCH_FLAGS)
+endif
 
 ## main-job: busybox httpd in a berth-runtime container, shown with curl
 main-job:

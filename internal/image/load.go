@@ -35,6 +35,8 @@ type Loaded struct {
 func (s *Store) Load(ctx context.Context, r io.Reader) ([]Loaded, error) {
 	var out []Loaded
 	err := s.run(ctx, func(o *op) error {
+		o.early = newEarly(ctx, s)
+		defer o.early.close()
 		in, err := o.readArchive(ctx, r)
 		if err != nil {
 			return err
@@ -169,6 +171,7 @@ func (o *op) readEntry(ctx context.Context, in *inArchive, name string, h *tar.H
 	}
 	o.ingested(info.Digest, true)
 	in.blobs[name] = info.Digest
+	o.early.start(info.Digest)
 	return nil
 }
 

@@ -39,6 +39,8 @@ func (p *pending) id() digest.Digest { return p.manifest.Config.Digest }
 type op struct {
 	s       *Store
 	created []digest.Digest
+	// early, during a load, unpacks layer blobs as they arrive.
+	early *early
 }
 
 // ingested notes a blob the operation stored; new says whether it was
@@ -231,6 +233,13 @@ func (o *op) verifyLayerBlob(ctx context.Context, blob ocispec.Descriptor, diffI
 }
 
 func (o *op) unpackOne(ctx context.Context, j *unpackJob) error {
+	if r := o.early.take(j.blob.Digest); r != nil {
+		j.staging = r.staging
+		if r.err != nil {
+			return unpackError(r.err, "unpack layer %s", j.blob.Digest)
+		}
+		return j.check(r.stats)
+	}
 	f, err := o.s.Content.Open(j.blob.Digest)
 	if err != nil {
 		return fmt.Errorf("layer %s: %w", j.blob.Digest, err)
@@ -243,6 +252,11 @@ func (o *op) unpackOne(ctx context.Context, j *unpackJob) error {
 	if err != nil {
 		return unpackError(err, "unpack layer %s", j.blob.Digest)
 	}
+	return j.check(st)
+}
+
+// check compares what unpacking found with what the config says.
+func (j *unpackJob) check(st archive.UnpackStats) error {
 	if st.DiffID != j.diffID {
 		return errdefs.Corrupt("layer %s: its content has diff ID %s, the image config says %s", j.blob.Digest, st.DiffID, j.diffID)
 	}
