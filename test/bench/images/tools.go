@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -471,7 +472,7 @@ func newDockerd(ctx context.Context, img *cachedImage, work string) (*dockerd, e
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "daemon.json"), []byte("{}\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "daemon.json"), daemonJSON(dir), 0o644); err != nil {
 		return nil, err
 	}
 	sock := filepath.Join(dir, "docker.sock")
@@ -610,4 +611,11 @@ func (d *dockerd) cleanup() int {
 		return 1
 	}
 	return leftoverDir(d.out)
+}
+
+// daemonJSON keeps dockerd's identity key (by default /etc/docker/key.json)
+// in dir: other tests (CVE-2019-19921) watch the host's /etc.
+func daemonJSON(dir string) []byte {
+	b, _ := json.Marshal(map[string]string{"deprecated-key-path": filepath.Join(dir, "key.json")})
+	return b
 }

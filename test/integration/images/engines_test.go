@@ -160,7 +160,7 @@ func newDockerd(t *testing.T, work string) *dockerd {
 	if len(sock) >= 108 {
 		t.Fatalf("dockerd socket path %s is %d bytes, more than a unix socket takes: use a shorter TMPDIR", sock, len(sock))
 	}
-	if err := os.WriteFile(filepath.Join(dir, "daemon.json"), []byte("{}\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "daemon.json"), daemonJSON(dir), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	d := &dockerd{t: t, dir: dir, logPath: filepath.Join(dir, "dockerd.log"), exited: make(chan struct{})}
@@ -317,4 +317,11 @@ func skopeo(t *testing.T, work string, args ...string) string {
 		t.Fatal(err)
 	}
 	return run(t, baseEnv("TMPDIR="+tmp), work, "skopeo", append([]string{"--insecure-policy"}, args...)...)
+}
+
+// daemonJSON keeps dockerd's identity key (by default /etc/docker/key.json)
+// in dir: other tests (CVE-2019-19921) watch the host's /etc.
+func daemonJSON(dir string) []byte {
+	b, _ := json.Marshal(map[string]string{"deprecated-key-path": filepath.Join(dir, "key.json")})
+	return b
 }

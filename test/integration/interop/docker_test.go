@@ -1,6 +1,7 @@
 package interop_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -37,7 +38,7 @@ func newDockerd(t *testing.T) *dockerd {
 	cg := newCgroupParent(t)
 	dir := tempDir(t, "bd")
 	d := &dockerd{t: t, dir: dir, cgParent: cg, logPath: filepath.Join(dir, "dockerd.log"), exited: make(chan struct{})}
-	if err := os.WriteFile(filepath.Join(dir, "daemon.json"), []byte("{}\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "daemon.json"), daemonJSON(dir), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(dir, "docker.sock")
@@ -282,4 +283,11 @@ func TestDockerShortLivedConcurrent(t *testing.T) {
 	if len(failures) > 0 {
 		t.Errorf("%d of %d concurrent `docker run --rm --runtime %s ... true` failed; first: %v", len(failures), workers*per, dockerRuntime, failures[0])
 	}
+}
+
+// daemonJSON keeps dockerd's identity key (by default /etc/docker/key.json)
+// in dir: other tests (CVE-2019-19921) watch the host's /etc.
+func daemonJSON(dir string) []byte {
+	b, _ := json.Marshal(map[string]string{"deprecated-key-path": filepath.Join(dir, "key.json")})
+	return b
 }
