@@ -1,7 +1,6 @@
 package archive
 
 import (
-	"hash"
 	"io"
 )
 
@@ -26,7 +25,7 @@ type readAhead struct {
 // newReadAhead starts reading src, writing everything read to h. Close
 // must be called: it stops the reader and waits for it, so src and h are
 // no longer used once it returns.
-func newReadAhead(src io.Reader, h hash.Hash) *readAhead {
+func newReadAhead(src io.Reader, h io.Writer) *readAhead {
 	r := &readAhead{
 		full:   make(chan []byte, aheadChunks),
 		free:   make(chan []byte, aheadChunks),
@@ -40,7 +39,7 @@ func newReadAhead(src io.Reader, h hash.Hash) *readAhead {
 	return r
 }
 
-func (r *readAhead) fill(src io.Reader, h hash.Hash) {
+func (r *readAhead) fill(src io.Reader, h io.Writer) {
 	defer close(r.exited)
 	defer close(r.full)
 	for {

@@ -53,6 +53,10 @@ const (
 // UnpackOptions tune Unpack.
 type UnpackOptions struct {
 	Whiteouts WhiteoutMode
+	// Digest, when set, is the verified digest of r as given (a stored
+	// blob). If r turns out to be uncompressed that is the diff ID, and
+	// Unpack does not hash the stream again.
+	Digest digest.Digest
 }
 
 // UnpackStats describe an unpacked stream.
@@ -84,7 +88,7 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); retur
 // of extraction; it is done with r when it returns. The stream is read to
 // its end, so that UnpackStats.DiffID covers all of it.
 func Unpack(ctx context.Context, r io.Reader, dir string, opts UnpackOptions) (UnpackStats, error) {
-	rc, _, err := DecompressStream(r)
+	rc, comp, err := DecompressStream(r)
 	if err != nil {
 		return UnpackStats{}, err
 	}
@@ -105,7 +109,11 @@ func Unpack(ctx context.Context, r io.Reader, dir string, opts UnpackOptions) (U
 	}
 
 	h := sha256.New()
-	stream := newReadAhead(rc, h)
+	var hashTo io.Writer = h
+	if opts.Digest != "" && comp == Uncompressed {
+		hashTo = io.Discard
+	}
+	stream := newReadAhead(rc, hashTo)
 	defer stream.Close() // before rc.Close
 	tr := tar.NewReader(stream)
 	last := ""
@@ -138,6 +146,9 @@ func Unpack(ctx context.Context, r io.Reader, dir string, opts UnpackOptions) (U
 		return u.stats, fmt.Errorf("reading the end of the tar stream: %w", err)
 	}
 	u.stats.DiffID = digest.NewDigest(digest.SHA256, h)
+	if hashTo == io.Discard {
+		u.stats.DiffID = opts.Digest
+	}
 	return u.stats, nil
 }
 

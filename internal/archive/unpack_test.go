@@ -416,6 +416,13 @@ func TestUnpackCompression(t *testing.T) {
 			if b, _ := os.ReadFile(filepath.Join(dir, "d/f")); string(b) != "hello" {
 				t.Errorf("d/f = %q", b)
 			}
+			// A stream whose digest is known: the diff ID is that digest
+			// when uncompressed (no second hashing), computed otherwise.
+			blob := digest.FromBytes(compressed)
+			st, err = Unpack(context.Background(), bytes.NewReader(compressed), t.TempDir(), UnpackOptions{Digest: blob})
+			if err != nil || st.DiffID != want {
+				t.Errorf("with Digest: DiffID %s (%v), want %s", st.DiffID, err, want)
+			}
 		})
 	}
 	if DetectCompression(nil) != Uncompressed || DetectCompression([]byte{0x1f}) != Uncompressed {

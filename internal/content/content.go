@@ -10,6 +10,7 @@
 package content
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -339,21 +340,13 @@ func (s *Store) Ingest(ctx context.Context, r io.Reader, expected digest.Digest,
 	return w.Commit(expected, size)
 }
 
-// IngestBytes stores b (a small document) and returns its digest.
+// IngestBytes stores b (a small document) unless it is stored already.
 func (s *Store) IngestBytes(ctx context.Context, b []byte) (Info, error) {
 	dgst := digest.FromBytes(b)
 	if s.Exists(dgst) {
 		return Info{Digest: dgst, Size: int64(len(b))}, nil
 	}
-	w, err := s.Writer(ctx)
-	if err != nil {
-		return Info{}, err
-	}
-	defer w.Close()
-	if _, err := w.Write(b); err != nil {
-		return Info{}, err
-	}
-	return w.Commit(dgst, int64(len(b)))
+	return s.Ingest(ctx, bytes.NewReader(b), dgst, int64(len(b)))
 }
 
 // IngestCount is the number of unfinished writes.

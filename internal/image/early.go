@@ -100,7 +100,7 @@ func (e *early) start(d digest.Digest) {
 		if r.staging, r.err = e.s.Snaps.NewLayer(e.ctx); r.err != nil {
 			return
 		}
-		r.stats, r.err = archive.Unpack(e.ctx, f, r.staging.Dir, archive.UnpackOptions{})
+		r.stats, r.err = archive.Unpack(e.ctx, f, r.staging.Dir, archive.UnpackOptions{Digest: d})
 	}()
 }
 

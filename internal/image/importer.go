@@ -71,15 +71,11 @@ func (s *Store) Import(ctx context.Context, r io.Reader, opts ImportOptions) (*I
 // finish stores p's config and a manifest for it over layers (whose top
 // one may already be unpacked, see layerFromTar).
 func (o *op) finish(ctx context.Context, p *pending, layers []ocispec.Descriptor) error {
-	b, err := marshalDoc(p.config)
+	cfg, err := o.storeJSON(ctx, ocispec.MediaTypeImageConfig, p.config)
 	if err != nil {
 		return err
 	}
-	cd, err := o.storeDoc(ctx, b)
-	if err != nil {
-		return err
-	}
-	if err := o.synthesize(ctx, p, cd, layers); err != nil {
+	if err := o.synthesize(ctx, p, cfg, layers); err != nil {
 		return err
 	}
 	return o.unpack(ctx, []*pending{p})

@@ -16,6 +16,7 @@ import (
 
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -268,7 +269,12 @@ func (o *op) fromDockerManifest(ctx context.Context, in *inArchive) ([]*pending,
 			}
 			layers = append(layers, desc)
 		}
-		if err := o.synthesize(ctx, p, cd, layers); err != nil {
+		info, err := o.s.Content.Info(cd)
+		if err != nil {
+			return nil, err
+		}
+		config := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: cd, Size: info.Size}
+		if err := o.synthesize(ctx, p, config, layers); err != nil {
 			return nil, err
 		}
 		ps = append(ps, p)
@@ -299,30 +305,19 @@ func (o *op) layerDescriptor(d digest.Digest) (ocispec.Descriptor, error) {
 
 // synthesize writes an OCI manifest for a config and its layers (images that
 // arrive without one: old docker save archives, imports, commits).
-func (o *op) synthesize(ctx context.Context, p *pending, config digest.Digest, layers []ocispec.Descriptor) error {
-	info, err := o.s.Content.Info(config)
-	if err != nil {
-		return err
-	}
+func (o *op) synthesize(ctx context.Context, p *pending, config ocispec.Descriptor, layers []ocispec.Descriptor) error {
 	if layers == nil {
 		layers = []ocispec.Descriptor{}
 	}
 	p.manifest = ocispec.Manifest{
+		Versioned: specs.Versioned{SchemaVersion: 2},
 		MediaType: ocispec.MediaTypeImageManifest,
-		Config:    ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: config, Size: info.Size},
+		Config:    config,
 		Layers:    layers,
 	}
-	p.manifest.SchemaVersion = 2
-	b, err := marshalDoc(p.manifest)
-	if err != nil {
-		return err
-	}
-	md, err := o.storeDoc(ctx, b)
-	if err != nil {
-		return err
-	}
-	p.target = ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: md, Size: int64(len(b))}
-	return nil
+	var err error
+	p.target, err = o.storeJSON(ctx, ocispec.MediaTypeImageManifest, p.manifest)
+	return err
 }
 
 // layoutManifest is a single-platform manifest found through an OCI

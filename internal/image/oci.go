@@ -2,7 +2,6 @@ package image
 
 import (
 	"encoding/json"
-	"fmt"
 
 	"berth/internal/errdefs"
 
@@ -108,12 +107,4 @@ func layerMediaType(docker bool, compression string) string {
 		return ocispec.MediaTypeImageLayerZstd
 	}
 	return ocispec.MediaTypeImageLayer
-}
-
-func marshalDoc(v any) ([]byte, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, fmt.Errorf("encode document: %w", err)
-	}
-	return b, nil
 }

@@ -1,7 +1,9 @@
 package image
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -51,14 +53,26 @@ func (o *op) ingested(d digest.Digest, new bool) {
 	}
 }
 
-// storeDoc stores a small document (manifest, config, index).
+// storeJSON stores a document (manifest, config) and describes it.
+func (o *op) storeJSON(ctx context.Context, mediaType string, v any) (ocispec.Descriptor, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("encode %s: %w", mediaType, err)
+	}
+	d, err := o.storeDoc(ctx, b)
+	return ocispec.Descriptor{MediaType: mediaType, Digest: d, Size: int64(len(b))}, err
+}
+
+// storeDoc stores a small document held in memory.
 func (o *op) storeDoc(ctx context.Context, b []byte) (digest.Digest, error) {
 	d := digest.FromBytes(b)
-	had := o.s.Content.Exists(d)
-	if _, err := o.s.Content.IngestBytes(ctx, b); err != nil {
+	if o.s.Content.Exists(d) {
+		return d, nil
+	}
+	if _, err := o.s.Content.Ingest(ctx, bytes.NewReader(b), d, int64(len(b))); err != nil {
 		return "", err
 	}
-	o.ingested(d, !had)
+	o.ingested(d, true)
 	return d, nil
 }
 
@@ -173,20 +187,7 @@ func (o *op) unpack(ctx context.Context, ps []*pending) error {
 	close(work)
 	wg.Wait()
 
-	var err error
-	for _, j := range jobs {
-		if j.err != nil && err == nil && !(errors.Is(j.err, context.Canceled) && ctx.Err() != nil) {
-			err = j.err
-		}
-	}
-	if err == nil {
-		for _, j := range jobs {
-			if j.err != nil {
-				err = j.err
-				break
-			}
-		}
-	}
+	err := firstCause(jobs)
 	if err == nil {
 		err = o.s.Snaps.Sync()
 	}
@@ -232,6 +233,22 @@ func (o *op) verifyLayerBlob(ctx context.Context, blob ocispec.Descriptor, diffI
 	return ctx.Err()
 }
 
+// firstCause is the error of the first job that failed on its own; the
+// jobs its failure cancelled report context.Canceled.
+func firstCause(jobs []*unpackJob) error {
+	var first error
+	for _, j := range jobs {
+		switch {
+		case j.err == nil:
+		case !errors.Is(j.err, context.Canceled):
+			return j.err
+		case first == nil:
+			first = j.err
+		}
+	}
+	return first
+}
+
 func (o *op) unpackOne(ctx context.Context, j *unpackJob) error {
 	if r := o.early.take(j.blob.Digest); r != nil {
 		j.staging = r.staging
@@ -248,7 +265,7 @@ func (o *op) unpackOne(ctx context.Context, j *unpackJob) error {
 	if j.staging, err = o.s.Snaps.NewLayer(ctx); err != nil {
 		return err
 	}
-	st, err := archive.Unpack(ctx, f, j.staging.Dir, archive.UnpackOptions{})
+	st, err := archive.Unpack(ctx, f, j.staging.Dir, archive.UnpackOptions{Digest: j.blob.Digest})
 	if err != nil {
 		return unpackError(err, "unpack layer %s", j.blob.Digest)
 	}

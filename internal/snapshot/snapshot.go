@@ -123,13 +123,7 @@ func (s *Store) Layer(chainID digest.Digest) (Layer, error) {
 		return Layer{}, err
 	}
 	var l Layer
-	if err := readJSON(filepath.Join(d, "layer.json"), &l); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return Layer{}, errdefs.NotFound("layer %s", chainID)
-		}
-		return Layer{}, fmt.Errorf("layer %s: %w", chainID, err)
-	}
-	return l, nil
+	return l, readRecord(filepath.Join(d, "layer.json"), &l, "layer "+chainID.String())
 }
 
 // HasLayer reports whether the layer is unpacked.
@@ -192,7 +186,7 @@ func (st *Staging) Commit(l Layer) error {
 	if err != nil {
 		return err
 	}
-	if err := writeJSON(filepath.Join(st.top, "layer.json"), l); err != nil {
+	if err := writeRecord(filepath.Join(st.top, "layer.json"), l); err != nil {
 		st.Abort()
 		return fmt.Errorf("commit layer %s: %w", l.ChainID, err)
 	}
@@ -201,6 +195,9 @@ func (st *Staging) Commit(l Layer) error {
 		if errors.Is(err, fs.ErrExist) || errors.Is(err, unix.ENOTEMPTY) {
 			return nil
 		}
+		return fmt.Errorf("commit layer %s: %w", l.ChainID, err)
+	}
+	if err := syncDir(filepath.Dir(dst)); err != nil {
 		return fmt.Errorf("commit layer %s: %w", l.ChainID, err)
 	}
 	return nil
@@ -298,11 +295,16 @@ func (s *Store) Prepare(ctx context.Context, key string, parent digest.Digest) (
 	}
 	sn := Snapshot{Key: key, Parent: parent, Created: time.Now().UTC()}
 	err = errors.Join(os.Mkdir(filepath.Join(top, "upper"), 0o755), os.Mkdir(filepath.Join(top, "work"), 0o700),
-		writeJSON(filepath.Join(top, "snapshot.json"), sn))
+		writeRecord(filepath.Join(top, "snapshot.json"), sn))
 	if err == nil {
 		err = os.Rename(top, dst)
 		if errors.Is(err, fs.ErrExist) || errors.Is(err, unix.ENOTEMPTY) {
 			err = errdefs.Conflict("snapshot %s already exists", key)
+		}
+	}
+	if err == nil {
+		if err = syncDir(filepath.Dir(dst)); err != nil {
+			s.removeDir(dst)
 		}
 	}
 	if err != nil {
@@ -319,13 +321,7 @@ func (s *Store) Snapshot(key string) (Snapshot, error) {
 		return Snapshot{}, err
 	}
 	var sn Snapshot
-	if err := readJSON(filepath.Join(d, "snapshot.json"), &sn); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return Snapshot{}, errdefs.NotFound("snapshot %s", key)
-		}
-		return Snapshot{}, fmt.Errorf("snapshot %s: %w", key, err)
-	}
-	return sn, nil
+	return sn, readRecord(filepath.Join(d, "snapshot.json"), &sn, "snapshot "+key)
 }
 
 // Snapshots lists the active snapshots.
@@ -504,20 +500,48 @@ func (s *Store) tempDir() (string, error) {
 	return d, nil
 }
 
-func readJSON(path string, v any) error {
+// readRecord reads the JSON record of a layer or snapshot (what names it
+// in errors); a missing one is an ErrNotFound error.
+func readRecord(path string, v any, what string) error {
 	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
+	if errors.Is(err, fs.ErrNotExist) {
+		return errdefs.NotFound("%s", what)
 	}
-	return json.Unmarshal(b, v)
+	if err == nil {
+		err = json.Unmarshal(b, v)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
 }
 
-func writeJSON(path string, v any) error {
+// writeRecord writes a record durably: it is read back after a crash
+// whenever the rename that publishes its directory survived.
+func writeRecord(path string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, b, 0o600)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	return errors.Join(err, f.Close())
+}
+
+// syncDir makes the renames into dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // TempCount is the number of entries in tmp/ (work in progress, or
