@@ -30,7 +30,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -41,6 +40,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"berth/test/bench/harness"
 	"berth/test/bundle"
 )
 
@@ -60,21 +60,13 @@ var (
 )
 
 func main() {
-	flag.Parse()
-	if os.Getenv(nsEnv) != "1" {
-		os.Exit(reexec())
-	}
-	os.Exit(inner())
+	harness.Main(nsEnv, reexec, inner)
 }
 
-// reexec runs this program again in a new private mount namespace (Go's
-// forkExec makes / MS_REC|MS_PRIVATE when Unshareflags has CLONE_NEWNS).
+// reexec runs this program again in a new private mount namespace and, with
+// cgroup v1 hierarchies, a cgroup namespace rooted at the sandbox.
 func reexec() int {
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "bench: must run as root")
-		return 2
-	}
-	self, err := os.Executable()
+	cmd, err := harness.Command(nsEnv)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 2
@@ -84,37 +76,11 @@ func reexec() int {
 		fmt.Fprintln(os.Stderr, "bench: sandbox cgroups:", err)
 		return 2
 	}
-	cmd := exec.Command(self, os.Args[1:]...)
-	cmd.Env = append(os.Environ(), nsEnv+"=1")
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
 	if sb.active() {
 		cmd.SysProcAttr.Unshareflags |= syscall.CLONE_NEWCGROUP
 		cmd.Env = append(cmd.Env, remountEnv+"=1")
 	}
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	err = cmd.Start()
-	sb.leave()
-	if err != nil {
-		sb.cleanup()
-		fmt.Fprintln(os.Stderr, "bench: re-exec in a mount namespace:", err)
-		return 2
-	}
-	go func() {
-		for s := range sigs {
-			cmd.Process.Signal(s)
-		}
-	}()
-	err = cmd.Wait()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		code = 2
-	}
+	code := harness.Run("bench", cmd, sb.leave)
 	if sb.cleanup() > 0 && code == 0 {
 		code = 1
 	}
@@ -138,13 +104,7 @@ type runtime struct {
 var stopping atomic.Bool
 
 func inner() int {
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		<-sigs
-		fmt.Fprintln(os.Stderr, "bench: interrupted, cleaning up")
-		stopping.Store(true)
-	}()
+	harness.OnInterrupt("bench", func() { stopping.Store(true) })
 
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		fmt.Fprintln(os.Stderr, "bench: PR_SET_CHILD_SUBREAPER:", err)

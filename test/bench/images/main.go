@@ -31,30 +31,28 @@
 // info cache in /var/lib/containers, ...) and checks that no mount, process
 // or directory of its own is left; it exits 1 if there was one. With podman
 // or dockerd it holds the host-wide lock of the engine tests
-// (test/integration/interop and images), so they do not run at once.
+// (test/integration/interop and images), so they do not run at once. The
+// private dockerd and podman, the lock and the host paths are test/engine's.
 //
 // Usage (root): images [-n 5] [-warmup 1] [-tools floor,berth,podman,docker]
 package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
-	"os/signal"
-	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"berth/test/bench/harness"
 	"berth/test/bundle"
+	"berth/test/engine"
 )
 
 const nsEnv = "BERTH_BENCH_IMAGES_IN_NS"
@@ -80,50 +78,9 @@ var (
 )
 
 func main() {
-	flag.Parse()
-	if os.Getenv(nsEnv) != "1" {
-		os.Exit(reexec())
-	}
-	os.Exit(inner())
-}
-
-// reexec runs this program again in a new private mount namespace (Go's
-// forkExec makes / MS_REC|MS_PRIVATE when Unshareflags has CLONE_NEWNS), so
-// the mounts of the image build, podman and dockerd die with it.
-func reexec() int {
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "images: must run as root")
-		return 2
-	}
-	self, err := os.Executable()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "images:", err)
-		return 2
-	}
-	cmd := exec.Command(self, os.Args[1:]...)
-	cmd.Env = append(os.Environ(), nsEnv+"=1")
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	if err := cmd.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, "images: re-exec in a mount namespace:", err)
-		return 2
-	}
-	go func() {
-		for s := range sigs {
-			cmd.Process.Signal(s)
-		}
-	}()
-	err = cmd.Wait()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.ExitCode()
-	} else if err != nil {
-		fmt.Fprintln(os.Stderr, "images:", err)
-		return 2
-	}
-	return 0
+	// In a private mount namespace, the mounts of the image build, podman and
+	// dockerd die with the bench.
+	harness.Main(nsEnv, func() int { return harness.Reexec("images", nsEnv) }, inner)
 }
 
 var stopping atomic.Bool
@@ -136,16 +93,12 @@ func logf(format string, args ...any) {
 }
 
 func inner() int {
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() {
-		<-sigs
-		logf("interrupted, cleaning up")
+	harness.OnInterrupt("images", func() {
 		stopping.Store(true)
 		cancel()
-	}()
+	})
 
 	img, err := ensureImage(ctx, *flagCache, *flagRebuild)
 	if err != nil {
@@ -170,14 +123,18 @@ func inner() int {
 
 	mountsBefore := mountPoints()
 	if slices.Contains(names, "podman") || slices.Contains(names, "docker") {
-		unlock, err := lockHost()
+		// The engines share fixed host paths with the engine tests, and each
+		// run's restore must see the state from before any run.
+		unlock, err := engine.LockHost(func() {
+			logf("waiting for a run of the engine tests to finish (%s)", engine.LockPath)
+		})
 		if err != nil {
-			logf("lock %s: %v", hostLock, err)
+			logf("%v", err)
 			return 2
 		}
 		defer unlock()
 	}
-	hostBefore := snapshotHostPaths()
+	hostBefore := engine.SnapshotHostPaths()
 	work, err := os.MkdirTemp(*flagWorkdir, "berth-bench-images-")
 	if err != nil {
 		logf("%v", err)
@@ -240,7 +197,7 @@ func inner() int {
 	for _, t := range tools {
 		leftovers += t.cleanup()
 	}
-	leftovers += processesUsing(work, true)
+	leftovers += killProcessesUsing(work)
 	leftovers += bfs.teardown()
 	leftovers += unmountUnder(work)
 	if _, added := bundle.DiffLines(mountsBefore, mountPoints()); len(added) > 0 {
@@ -249,7 +206,10 @@ func inner() int {
 		}
 		leftovers++
 	}
-	leftovers += restoreHostPaths(hostBefore)
+	for _, err := range hostBefore.Restore() {
+		logf("LEFTOVER: %v", err)
+		leftovers++
+	}
 	if *flagKeep {
 		logf("kept %s", work)
 	} else if err := os.RemoveAll(work); err != nil {
@@ -365,56 +325,21 @@ func mountPoints() []string {
 // unmountUnder detaches every mount at or under dir (deepest first) and
 // returns how many there were.
 func unmountUnder(dir string) int {
-	n := 0
-	for {
-		var under []string
-		for _, m := range mountPoints() {
-			if m == dir || strings.HasPrefix(m, dir+"/") {
-				under = append(under, m)
-			}
-		}
-		if len(under) == 0 {
-			return n
-		}
-		slices.SortFunc(under, func(a, b string) int { return len(b) - len(a) })
-		progress := false
-		for _, m := range under {
-			if unix.Unmount(m, unix.MNT_DETACH) == nil {
-				n++
-				progress = true
-			}
-		}
-		if !progress {
-			for _, m := range under {
-				logf("LEFTOVER: cannot unmount %s", m)
-			}
-			return n + len(under)
-		}
+	n, left := engine.UnmountUnder(dir)
+	for _, m := range left {
+		logf("LEFTOVER: cannot unmount %s", m)
 	}
+	return n + len(left)
 }
 
-// processesUsing reports (and with kill, SIGKILLs) the processes whose
-// command line, working directory or executable lies under dir: every one
-// of them was started by this bench (dir is its own temporary directory).
-func processesUsing(dir string, kill bool) int {
-	ents, _ := os.ReadDir("/proc")
-	n := 0
-	self := os.Getpid()
-	for _, e := range ents {
-		pid := 0
-		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil || pid == self {
-			continue
-		}
-		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		cwd, _ := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
-		if !strings.Contains(string(cmdline), dir) && !strings.HasPrefix(cwd, dir) {
-			continue
-		}
-		n++
-		logf("LEFTOVER: process %d: %s", pid, strings.ReplaceAll(strings.TrimRight(string(cmdline), "\x00"), "\x00", " "))
-		if kill {
-			unix.Kill(pid, unix.SIGKILL)
-		}
+// killProcessesUsing reports and SIGKILLs the processes under dir (its own
+// temporary directory: every one of them was started by this bench) and
+// returns how many there were.
+func killProcessesUsing(dir string) int {
+	pids := engine.ProcessesUsing(dir)
+	for _, pid := range pids {
+		logf("LEFTOVER: process %d: %s", pid, engine.Cmdline(pid))
+		unix.Kill(pid, unix.SIGKILL)
 	}
-	return n
+	return len(pids)
 }

@@ -3,18 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"berth/internal/archive"
 	"berth/internal/image"
+	"berth/test/engine"
 
 	"golang.org/x/sys/unix"
 )
@@ -337,16 +336,14 @@ var savedSizes = map[string]int64{}
 
 // --- podman ---
 
-// podmanTool is podman with a private configuration and, per load, a fresh
-// --root and --runroot.
+// podmanTool is podman with a private configuration (engine.Podman) and, per load, a
+// fresh store: --root and --runroot are removed after each iteration.
 type podmanTool struct {
 	toolInfo
-	img    *cachedImage
-	dir    string
-	run    string // podman wants --runroot shorter than 50 characters: /run/bbi-podman-*
-	env    []string
-	global []string
-	out    string
+	*engine.Podman
+	img *cachedImage
+	run string // podman wants --runroot shorter than 50 characters: /run/bbi-podman-*
+	out string
 }
 
 func newPodman(img *cachedImage, work string) (*podmanTool, error) {
@@ -354,53 +351,28 @@ func newPodman(img *cachedImage, work string) (*podmanTool, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(work, "podman")
 	run, err := os.MkdirTemp("/run", "bbi-podman-")
 	if err != nil {
 		return nil, err
 	}
-	t := &podmanTool{img: img, dir: dir, run: run, out: filepath.Join(work, "podman-save.tar")}
+	t := &podmanTool{img: img, run: run, out: filepath.Join(work, "podman-save.tar")}
 	t.name, t.hasLoad, t.hasSave = "podman", true, true
 	t.version = toolVersion(bin, "--version")
-	for _, d := range []string{"config", "networks"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
-			return nil, err
-		}
-	}
-	conf := fmt.Sprintf(`[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-events_logfile_path = "%[1]s/events.log"
-image_copy_tmp_dir = "%[1]s/tmp"
-[network]
-network_config_dir = "%[1]s/networks"
-`, dir)
-	storage := fmt.Sprintf("[storage]\ndriver = \"overlay\"\ngraphroot = \"%s/root\"\nrunroot = \"%s/runroot\"\n", dir, run)
-	if err := os.WriteFile(filepath.Join(dir, "containers.conf"), []byte(conf), 0o644); err != nil {
+	t.Podman, err = engine.NewPodman(engine.PodmanOptions{
+		Dir: filepath.Join(work, "podman"), RunRoot: filepath.Join(run, "runroot"), Events: true, Env: baseEnv(),
+	})
+	if err != nil {
+		os.RemoveAll(run)
 		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "storage.conf"), []byte(storage), 0o644); err != nil {
-		return nil, err
-	}
-	t.env = baseEnv("CONTAINERS_CONF="+filepath.Join(dir, "containers.conf"),
-		"CONTAINERS_STORAGE_CONF="+filepath.Join(dir, "storage.conf"),
-		"XDG_CONFIG_HOME="+filepath.Join(dir, "config"), "TMPDIR="+filepath.Join(dir, "tmp"))
-	t.global = []string{
-		"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(run, "runroot"),
-		"--tmpdir", filepath.Join(dir, "tmp"), "--network-config-dir", filepath.Join(dir, "networks"),
-		"--events-backend", "file", "--cgroup-manager", "cgroupfs", "--storage-driver", "overlay",
 	}
 	return t, nil
 }
 
 func (t *podmanTool) cmd(ctx context.Context, args ...string) error {
-	return runCmd(ctx, t.env, filepath.Join(t.dir, "podman.log"), *flagPodman, append(append([]string{}, t.global...), args...)...)
+	return runCmd(ctx, t.Env, filepath.Join(t.Dir, "podman.log"), *flagPodman, t.Args(args...)...)
 }
 
 func (t *podmanTool) load(ctx context.Context) (time.Duration, error) {
-	if err := os.MkdirAll(filepath.Join(t.dir, "tmp"), 0o700); err != nil {
-		return 0, err
-	}
 	d, err := timed(func() error { return t.cmd(ctx, "load", "--quiet", "-i", t.img.archivePath()) })
 	if err == nil {
 		err = t.cmd(ctx, "image", "exists", t.img.Ref)
@@ -420,22 +392,16 @@ func (t *podmanTool) save(ctx context.Context) (time.Duration, error) {
 // reset drops the whole store (after unmounting whatever podman left
 // mounted in it, in this mount namespace).
 func (t *podmanTool) reset(context.Context) error {
-	unmountUnder(filepath.Join(t.dir, "root"))
-	unmountUnder(filepath.Join(t.run, "runroot"))
-	for _, d := range []string{filepath.Join(t.dir, "root"), filepath.Join(t.run, "runroot"), filepath.Join(t.dir, "tmp")} {
-		if err := os.RemoveAll(d); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, err := t.Reset()
+	return err
 }
 
 func (t *podmanTool) cleanup() int {
-	n := unmountUnder(t.dir) + unmountUnder(t.run)
+	n := unmountUnder(t.Dir) + unmountUnder(t.run)
 	if n > 0 {
 		logf("LEFTOVER: %d podman mounts", n)
 	}
-	for _, d := range []string{t.dir, t.run} {
+	for _, d := range []string{t.Dir, t.run} {
 		if err := os.RemoveAll(d); err != nil {
 			logf("LEFTOVER: %v", err)
 			n++
@@ -446,78 +412,38 @@ func (t *podmanTool) cleanup() int {
 
 // --- dockerd ---
 
-// dockerd is a private dockerd (and the containerd it starts), started
-// once: its own data root, exec root, socket and pid file, no bridge and no
-// iptables. Between iterations the image is removed and its layers checked
-// to be gone.
+// dockerd is a private dockerd (engine.Dockerd, and the containerd it
+// starts), started once, with overlay2. Between iterations the image is
+// removed and its layers checked to be gone.
 type dockerd struct {
 	toolInfo
-	img    *cachedImage
-	dir    string
-	env    []string
-	cmd    *exec.Cmd
-	exited chan struct{}
-	out    string
+	*engine.Dockerd
+	img *cachedImage
+	out string
 }
 
+// newDockerd starts dockerd and waits for it; when it started but is not
+// ready, it is returned with the error, to be stopped and cleaned up.
 func newDockerd(ctx context.Context, img *cachedImage, work string) (*dockerd, error) {
 	for _, b := range []string{*flagDockerd, *flagDocker, "containerd"} {
 		if _, err := exec.LookPath(b); err != nil {
 			return nil, err
 		}
 	}
-	dir := filepath.Join(work, "docker")
-	d := &dockerd{img: img, dir: dir, exited: make(chan struct{}), out: filepath.Join(work, "docker-save.tar")}
+	d := &dockerd{img: img, out: filepath.Join(work, "docker-save.tar")}
 	d.name, d.hasLoad, d.hasSave = "dockerd", true, true
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "daemon.json"), daemonJSON(dir), 0o644); err != nil {
-		return nil, err
-	}
-	sock := filepath.Join(dir, "docker.sock")
-	lf, err := os.Create(filepath.Join(dir, "dockerd.log"))
+	var err error
+	d.Dockerd, err = engine.StartDockerd(engine.DockerdOptions{
+		Dir: filepath.Join(work, "docker"), Dockerd: *flagDockerd, Docker: *flagDocker, Env: baseEnv(), StorageDriver: "overlay2",
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer lf.Close()
-	d.cmd = exec.Command(*flagDockerd,
-		"--config-file", filepath.Join(dir, "daemon.json"),
-		"--data-root", filepath.Join(dir, "data"),
-		"--exec-root", filepath.Join(dir, "exec"),
-		"--host", "unix://"+sock,
-		"--pidfile", filepath.Join(dir, "docker.pid"),
-		"--storage-driver", "overlay2",
-		"--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false",
-		"--exec-opt", "native.cgroupdriver=cgroupfs")
-	d.cmd.Env = baseEnv()
-	d.cmd.Dir = dir
-	d.cmd.Stdout, d.cmd.Stderr = lf, lf
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := d.cmd.Start(); err != nil {
-		return nil, err
+	v, err := d.WaitReady(ctx, 60*time.Second, "version", "--format", "client {{.Client.Version}}, daemon {{.Server.Version}} (API {{.Server.APIVersion}})")
+	if err != nil {
+		return d, fmt.Errorf("%v\n%s", err, d.LogTail(2000))
 	}
-	go func() { d.cmd.Wait(); close(d.exited) }()
-	d.env = baseEnv("DOCKER_HOST=unix://"+sock, "DOCKER_CONFIG="+filepath.Join(dir, "cli"))
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		select {
-		case <-d.exited:
-			return d, fmt.Errorf("dockerd exited: %v: %s", d.cmd.ProcessState, tailFile(filepath.Join(dir, "dockerd.log"), 2000))
-		default:
-		}
-		c := exec.CommandContext(ctx, *flagDocker, "version", "--format", "client {{.Client.Version}}, daemon {{.Server.Version}} (API {{.Server.APIVersion}})")
-		c.Env = d.env
-		out, err := c.Output()
-		if err == nil {
-			d.version = strings.TrimSpace(string(out))
-			break
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return d, fmt.Errorf("not ready after 60 s: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	d.version = strings.TrimSpace(v)
 	if err := d.gone(); err != nil {
 		return d, err
 	}
@@ -525,7 +451,7 @@ func newDockerd(ctx context.Context, img *cachedImage, work string) (*dockerd, e
 }
 
 func (d *dockerd) docker(ctx context.Context, args ...string) error {
-	return runCmd(ctx, d.env, filepath.Join(d.dir, "cli.log"), *flagDocker, args...)
+	return runCmd(ctx, d.Env, filepath.Join(d.Dir, "cli.log"), d.Docker, args...)
 }
 
 func (d *dockerd) load(ctx context.Context) (time.Duration, error) {
@@ -546,8 +472,8 @@ func (d *dockerd) save(ctx context.Context) (time.Duration, error) {
 }
 
 func (d *dockerd) reset(ctx context.Context) error {
-	c := exec.CommandContext(ctx, *flagDocker, "image", "inspect", d.img.Ref)
-	c.Env = d.env
+	c := exec.CommandContext(ctx, d.Docker, "image", "inspect", d.img.Ref)
+	c.Env = d.Env
 	if c.Run() == nil {
 		if err := d.docker(ctx, "rmi", d.img.Ref); err != nil {
 			return err
@@ -561,7 +487,7 @@ func (d *dockerd) reset(ctx context.Context) error {
 
 // gone checks that dockerd keeps no image and no layer.
 func (d *dockerd) gone() error {
-	data := filepath.Join(d.dir, "data")
+	data := filepath.Join(d.Dir, "data")
 	for _, p := range []struct {
 		dir   string
 		allow map[string]bool
@@ -589,33 +515,17 @@ func (d *dockerd) gone() error {
 // stop stops dockerd (SIGTERM to the PID this bench started, SIGKILL after
 // 40 s) and returns 1 if it had to be killed.
 func (d *dockerd) stop() int {
-	if d.cmd == nil || d.cmd.Process == nil {
-		return 0
-	}
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.exited:
-		return 0
-	case <-time.After(40 * time.Second):
-		logf("LEFTOVER: dockerd did not exit 40 s after SIGTERM: killing it")
-		d.cmd.Process.Kill()
-		<-d.exited
+	if d.Stop(40 * time.Second) {
+		logf("LEFTOVER: dockerd did not exit 40 s after SIGTERM: killed it")
 		return 1
 	}
+	return 0
 }
 
 func (d *dockerd) cleanup() int {
-	unmountUnder(d.dir)
-	if err := os.RemoveAll(d.dir); err != nil {
+	if _, err := d.Remove(); err != nil {
 		logf("LEFTOVER: %v", err)
 		return 1
 	}
 	return leftoverDir(d.out)
-}
-
-// daemonJSON keeps dockerd's identity key (by default /etc/docker/key.json)
-// in dir: other tests (CVE-2019-19921) watch the host's /etc.
-func daemonJSON(dir string) []byte {
-	b, _ := json.Marshal(map[string]string{"deprecated-key-path": filepath.Join(dir, "key.json")})
-	return b
 }

@@ -1,18 +1,18 @@
 package images_test
 
 import (
+	"context"
 	"encoding/json"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
+
+	"berth/test/engine"
 )
 
 // engineImage is what `podman image inspect` and `docker image inspect` say of an image.
@@ -39,50 +39,22 @@ func parseInspect(t *testing.T, tool, out string) engineImage {
 	return ims[0]
 }
 
-// podman is a private podman installation: its own store, run root, temporary directory,
-// network configuration and containers.conf/storage.conf (so the host's do not matter).
+// podman is a private podman installation (engine.Podman) without events.
 type podman struct {
-	t      *testing.T
-	dir    string
-	env    []string
-	global []string
+	*engine.Podman
+	t *testing.T
 }
 
-// newPodman makes a podman in work/name (keep name short: see the run root below).
+// newPodman makes a podman in work/name (keep name short: podman takes a run root of at most
+// 50 bytes).
 func newPodman(t *testing.T, work, name string) *podman {
 	t.Helper()
 	requireTools(t, "podman")
-	dir := filepath.Join(work, name)
-	// podman refuses a run root longer than 50 bytes (its conmon socket paths must fit).
-	if rr := filepath.Join(dir, "run"); len(rr) > 50 {
-		t.Fatalf("podman run root %s is %d bytes, podman takes at most 50: use a shorter TMPDIR", rr, len(rr))
-	}
-	for _, d := range []string{"root", "run", "tmp", "networks", "config"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	conf := fmt.Sprintf("[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"none\"\nimage_copy_tmp_dir = \"%[1]s/tmp\"\n"+
-		"[network]\nnetwork_config_dir = \"%[1]s/networks\"\n", dir)
-	storage := fmt.Sprintf("[storage]\ndriver = \"overlay\"\ngraphroot = \"%[1]s/root\"\nrunroot = \"%[1]s/run\"\n", dir)
-	if err := os.WriteFile(filepath.Join(dir, "containers.conf"), []byte(conf), 0o644); err != nil {
+	ep, err := engine.NewPodman(engine.PodmanOptions{Dir: filepath.Join(work, name)})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "storage.conf"), []byte(storage), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := &podman{
-		t:   t,
-		dir: dir,
-		env: baseEnv("CONTAINERS_CONF="+filepath.Join(dir, "containers.conf"),
-			"CONTAINERS_STORAGE_CONF="+filepath.Join(dir, "storage.conf"),
-			"XDG_CONFIG_HOME="+filepath.Join(dir, "config"), "TMPDIR="+filepath.Join(dir, "tmp")),
-		global: []string{
-			"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "run"),
-			"--tmpdir", filepath.Join(dir, "tmp"), "--network-config-dir", filepath.Join(dir, "networks"),
-			"--events-backend", "none", "--cgroup-manager", "cgroupfs", "--storage-driver", "overlay",
-		},
-	}
+	p := &podman{Podman: ep, t: t}
 	t.Cleanup(p.teardown)
 	return p
 }
@@ -100,7 +72,7 @@ func (p *podman) do(args ...string) string {
 // try runs podman with the private flags and returns the error.
 func (p *podman) try(args ...string) (string, error) {
 	p.t.Helper()
-	return runErr(p.t, p.env, p.dir, "podman", p.global, args...)
+	return runErr(p.t, p.Env, p.Dir, "podman", p.Flags, args...)
 }
 
 func (p *podman) inspect(ref string) engineImage {
@@ -119,7 +91,7 @@ func (p *podman) tags() []string {
 func (p *podman) tree(ref string) tree {
 	p.t.Helper()
 	dir := strings.TrimSpace(p.do("image", "mount", ref))
-	if dir == "" || !strings.HasPrefix(dir, p.dir+"/") {
+	if dir == "" || !strings.HasPrefix(dir, p.Dir+"/") {
 		p.t.Fatalf("podman image mount %s: mount point %q is not in the test's podman store", ref, dir)
 	}
 	defer p.do("image", "unmount", ref)
@@ -137,104 +109,40 @@ func (p *podman) teardown() {
 	}
 }
 
-// dockerd is a private dockerd (and the containerd it starts): its own data root, exec root,
-// socket, pid file and daemon.json; overlay2; no bridge, no iptables. No container runs.
+// dockerd is a private dockerd (engine.Dockerd) with overlay2, driven by the docker.io
+// package's CLI. No container runs.
 type dockerd struct {
-	t       *testing.T
-	dir     string
-	cli     string // the docker.io package's CLI
-	env     []string
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	logPath string
+	*engine.Dockerd
+	t *testing.T
 }
 
 func newDockerd(t *testing.T, work string) *dockerd {
 	t.Helper()
 	requireTools(t, "dockerd", "docker", "containerd")
-	dir := filepath.Join(work, "docker")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "docker.sock")
-	if len(sock) >= 108 {
-		t.Fatalf("dockerd socket path %s is %d bytes, more than a unix socket takes: use a shorter TMPDIR", sock, len(sock))
-	}
-	if err := os.WriteFile(filepath.Join(dir, "daemon.json"), daemonJSON(dir), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	d := &dockerd{t: t, dir: dir, logPath: filepath.Join(dir, "dockerd.log"), exited: make(chan struct{})}
 	// The docker.io package's CLI, which matches its daemon; another docker in PATH may be
 	// far newer.
-	d.cli = "/usr/bin/docker"
-	if _, err := os.Stat(d.cli); err != nil {
-		d.cli = "docker"
+	cli := "/usr/bin/docker"
+	if _, err := os.Stat(cli); err != nil {
+		cli = "docker"
 	}
-	logf, err := os.Create(d.logPath)
+	ed, err := engine.StartDockerd(engine.DockerdOptions{Dir: filepath.Join(work, "docker"), Docker: cli, StorageDriver: "overlay2"})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("dockerd: %v", err)
 	}
-	defer logf.Close()
-	d.cmd = exec.Command("dockerd",
-		"--config-file", filepath.Join(dir, "daemon.json"),
-		"--data-root", filepath.Join(dir, "data"),
-		"--exec-root", filepath.Join(dir, "exec"),
-		"--host", "unix://"+sock,
-		"--pidfile", filepath.Join(dir, "docker.pid"),
-		"--storage-driver", "overlay2",
-		"--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false",
-		"--exec-opt", "native.cgroupdriver=cgroupfs")
-	d.cmd.Env = baseEnv()
-	d.cmd.Dir = dir
-	d.cmd.Stdout, d.cmd.Stderr = logf, logf
-	// If the test binary dies, dockerd shuts down (and stops its containerd).
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := d.cmd.Start(); err != nil {
-		t.Fatalf("start dockerd: %v", err)
-	}
-	go func() { d.cmd.Wait(); close(d.exited) }()
-	d.env = baseEnv("DOCKER_HOST=unix://"+sock, "DOCKER_CONFIG="+filepath.Join(dir, "cli"))
+	d := &dockerd{Dockerd: ed, t: t}
 	t.Cleanup(d.teardown)
-	if err := d.waitReady(60 * time.Second); err != nil {
-		t.Fatalf("dockerd: %v\n%s", err, d.logTail())
+	v, err := d.WaitReady(context.Background(), 60*time.Second, "version", "--format", "{{.Server.Version}}")
+	if err != nil {
+		t.Fatalf("dockerd: %v\n%s", err, d.LogTail(6000))
 	}
+	t.Logf("dockerd %s ready (CLI %s)", strings.TrimSpace(v), d.Docker)
 	return d
-}
-
-func (d *dockerd) waitReady(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		select {
-		case <-d.exited:
-			return fmt.Errorf("dockerd exited: %v", d.cmd.ProcessState)
-		default:
-		}
-		cmd := exec.Command(d.cli, "version", "--format", "{{.Server.Version}}")
-		cmd.Env = d.env
-		out, err := cmd.CombinedOutput()
-		if err == nil {
-			d.t.Logf("dockerd %s ready (CLI %s)", strings.TrimSpace(string(out)), d.cli)
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after %v: %v %s", timeout, err, out)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-func (d *dockerd) logTail() string {
-	b, _ := os.ReadFile(d.logPath)
-	if len(b) > 6000 {
-		b = b[len(b)-6000:]
-	}
-	return "dockerd log:\n" + string(b)
 }
 
 // do runs the docker CLI against this daemon and fails the test unless it exits 0.
 func (d *dockerd) do(args ...string) string {
 	d.t.Helper()
-	return run(d.t, d.env, d.dir, d.cli, args...)
+	return run(d.t, d.Env, d.Dir, d.Docker, args...)
 }
 
 func (d *dockerd) inspect(ref string) engineImage {
@@ -261,7 +169,7 @@ func (d *dockerd) tree(ref string) tree {
 		layers = append(layers, strings.Split(l, ":")...)
 	}
 	for _, l := range layers {
-		if !strings.HasPrefix(l, d.dir+"/") {
+		if !strings.HasPrefix(l, d.Dir+"/") {
 			d.t.Fatalf("docker image %s: layer directory %q is not in the test's data root", ref, l)
 		}
 	}
@@ -271,7 +179,7 @@ func (d *dockerd) tree(ref string) tree {
 	if len(layers) == 1 {
 		return treeOf(d.t, layers[0])
 	}
-	mnt, err := os.MkdirTemp(d.dir, "view-")
+	mnt, err := os.MkdirTemp(d.Dir, "view-")
 	if err != nil {
 		d.t.Fatal(err)
 	}
@@ -288,22 +196,15 @@ func (d *dockerd) tree(ref string) tree {
 }
 
 // teardown stops the dockerd this test started (SIGTERM to its PID; it stops its containerd
-// and unmounts its data root) and waits for it.
+// and unmounts its data root) and waits for it and for its containerd, which may take a
+// moment longer to go. workDir's cleanup then checks that nothing is left.
 func (d *dockerd) teardown() {
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.exited:
-	case <-time.After(40 * time.Second):
-		d.t.Errorf("dockerd (pid %d) did not exit 40s after SIGTERM: killing it", d.cmd.Process.Pid)
-		d.cmd.Process.Kill()
-		<-d.exited
+	if d.Stop(40 * time.Second) {
+		d.t.Errorf("dockerd (pid %d) did not exit 40s after SIGTERM: killed it", d.PID())
 	}
-	// containerd, which dockerd started, may take a moment longer to go.
-	for deadline := time.Now().Add(15 * time.Second); len(processesUsing(d.dir)) > 0 && time.Now().Before(deadline); {
-		time.Sleep(100 * time.Millisecond)
-	}
+	engine.AwaitProcessesGone(d.Dir, 15*time.Second)
 	if d.t.Failed() {
-		d.t.Log(d.logTail())
+		d.t.Log(d.LogTail(6000))
 	}
 }
 
@@ -316,12 +217,5 @@ func skopeo(t *testing.T, work string, args ...string) string {
 	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	return run(t, baseEnv("TMPDIR="+tmp), work, "skopeo", append([]string{"--insecure-policy"}, args...)...)
-}
-
-// daemonJSON keeps dockerd's identity key (by default /etc/docker/key.json)
-// in dir: other tests (CVE-2019-19921) watch the host's /etc.
-func daemonJSON(dir string) []byte {
-	b, _ := json.Marshal(map[string]string{"deprecated-key-path": filepath.Join(dir, "key.json")})
-	return b
+	return run(t, engine.BaseEnv("TMPDIR="+tmp), work, "skopeo", append([]string{"--insecure-policy"}, args...)...)
 }

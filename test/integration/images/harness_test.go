@@ -9,13 +9,13 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"berth/internal/image"
 	"berth/test/bundle"
+	"berth/test/engine"
 	"berth/test/imagetest"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -61,16 +61,18 @@ func workDir(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		for _, pid := range processesUsing(dir) {
-			t.Errorf("process %d left running: %s: killing it", pid, cmdline(pid))
+		for _, pid := range engine.ProcessesUsing(dir) {
+			t.Errorf("process %d left running: %s: killing it", pid, engine.Cmdline(pid))
 			unix.Kill(pid, unix.SIGKILL)
 		}
-		if left := mountsUnder(t, dir); len(left) > 0 {
+		left, err := engine.MountsUnder(dir)
+		if err != nil {
+			t.Error(err)
+		}
+		if len(left) > 0 {
 			t.Errorf("mounts left under %s: %q", dir, left)
-			for _, p := range left {
-				if err := unix.Unmount(p, unix.MNT_DETACH); err != nil {
-					t.Errorf("unmount %s: %v", p, err)
-				}
+			if _, stuck := engine.UnmountUnder(dir); len(stuck) > 0 {
+				t.Errorf("cannot unmount %q", stuck)
 			}
 		}
 		if err := os.RemoveAll(dir); err != nil {
@@ -78,58 +80,6 @@ func workDir(t *testing.T) string {
 		}
 	})
 	return dir
-}
-
-// mountsUnder lists the mount points at or below dir, deepest first.
-func mountsUnder(t *testing.T, dir string) []string {
-	t.Helper()
-	mi, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var points []string
-	for _, line := range strings.Split(string(mi), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 {
-			continue
-		}
-		if p := bundle.UnescapeMountinfo(f[4]); p == dir || strings.HasPrefix(p, dir+"/") {
-			points = append(points, p)
-		}
-	}
-	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
-	return points
-}
-
-// processesUsing lists the processes (other than this one) whose command line names dir:
-// the engines and their helpers that this test started with paths in its directory.
-func processesUsing(dir string) []int {
-	var out []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		if strings.Contains(cmdline(pid), dir+"/") {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
-
-func cmdline(pid int) string {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
-}
-
-// baseEnv is the environment of the tools: PATH, HOME, LANG and what is given.
-func baseEnv(extra ...string) []string {
-	path := os.Getenv("PATH")
-	if path == "" {
-		path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-	}
-	return append([]string{"PATH=" + path, "HOME=/root", "LANG=C"}, extra...)
 }
 
 // run runs a tool in dir with env, logs the command, its time and output, and fails the test
@@ -157,7 +107,7 @@ func runErr(t *testing.T, env []string, dir, name string, hidden []string, args 
 	start := time.Now()
 	err := cmd.Run()
 	t.Logf("$ %s %s  [%v]%s%s", filepath.Base(name), strings.Join(args, " "), time.Since(start).Round(time.Millisecond),
-		indent("stdout", so.String()), indent("stderr", se.String()))
+		engine.Indent("stdout", so.String(), 3000), engine.Indent("stderr", se.String(), 3000))
 	if ctx.Err() != nil {
 		err = fmt.Errorf("timed out: %w", ctx.Err())
 	}
@@ -165,17 +115,6 @@ func runErr(t *testing.T, env []string, dir, name string, hidden []string, args 
 		return so.String(), fmt.Errorf("%w\n%s", err, se.String())
 	}
 	return so.String(), nil
-}
-
-func indent(what, s string) string {
-	s = strings.TrimRight(s, "\n")
-	if s == "" {
-		return ""
-	}
-	if len(s) > 3000 {
-		s = s[:3000] + "..."
-	}
-	return "\n    " + what + ": " + strings.ReplaceAll(s, "\n", "\n    ")
 }
 
 // Changes are the `--change` instructions every image here is made with, and wantConfig the

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"berth/internal/image"
+	"berth/test/engine"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -159,9 +160,9 @@ func TestBerthSaveReadBySkopeo(t *testing.T) {
 	if err := os.Mkdir(layout, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	run(t, baseEnv(), work, "tar", "-xf", ociCopy, "-C", layout)
+	run(t, engine.BaseEnv(), work, "tar", "-xf", ociCopy, "-C", layout)
 	bundleDir := filepath.Join(work, "umoci-bundle")
-	run(t, baseEnv(), work, "umoci", "unpack", "--image", layout+":docker.io/"+bbRef, bundleDir)
+	run(t, engine.BaseEnv(), work, "umoci", "unpack", "--image", layout+":docker.io/"+bbRef, bundleDir)
 	checkTree(t, "umoci unpack of skopeo's oci-archive", treeOf(t, filepath.Join(bundleDir, "rootfs")), want)
 }
 
@@ -593,7 +594,7 @@ func TestCompressedArchives(t *testing.T) {
 			requireToolsOrPackage(t, c.tool, c.pkg)
 			compress := func(in string) string {
 				out := in + "." + c.ext
-				run(t, baseEnv(), work, "sh", "-c", c.tool+" -c < '"+in+"' > '"+out+"'")
+				run(t, engine.BaseEnv(), work, "sh", "-c", c.tool+" -c < '"+in+"' > '"+out+"'")
 				return out
 			}
 			save, rootfs := compress(saved), compress(rootfsTar)

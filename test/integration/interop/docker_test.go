@@ -1,15 +1,14 @@
 package interop_test
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"berth/test/engine"
 )
 
 const (
@@ -18,15 +17,11 @@ const (
 	dockerRuntime = "berth"
 )
 
-// dockerd is a private dockerd (and the containerd it starts): its own data root, exec root,
-// socket, pid file and config, no bridge and no iptables, cgroupfs driver under our cgroup.
+// dockerd is a private dockerd (engine.Dockerd) with berth-runtime registered, its
+// containers in a cgroup parent under ours.
 type dockerd struct {
+	*engine.Dockerd
 	t        *testing.T
-	dir      string
-	env      []string // for the docker CLI
-	cmd      *exec.Cmd
-	exited   chan struct{}
-	logPath  string
 	cgParent string
 }
 
@@ -36,42 +31,22 @@ func newDockerd(t *testing.T) *dockerd {
 	since := runtimeLogSize()
 	t.Cleanup(func() { dumpRuntimeLog(t, since) })
 	cg := newCgroupParent(t)
-	dir := tempDir(t, "bd")
-	d := &dockerd{t: t, dir: dir, cgParent: cg, logPath: filepath.Join(dir, "dockerd.log"), exited: make(chan struct{})}
-	if err := os.WriteFile(filepath.Join(dir, "daemon.json"), daemonJSON(dir), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "docker.sock")
-	args := []string{
-		"--config-file", filepath.Join(dir, "daemon.json"),
-		"--data-root", filepath.Join(dir, "data"),
-		"--exec-root", filepath.Join(dir, "exec"),
-		"--host", "unix://" + sock,
-		"--pidfile", filepath.Join(dir, "docker.pid"),
-		"--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false",
-		"--exec-opt", "native.cgroupdriver=cgroupfs",
-		"--cgroup-parent", cg,
-		"--add-runtime", dockerRuntime + "=" + runtimePath,
-	}
-	logf, err := os.Create(d.logPath)
+	ed, err := engine.StartDockerd(engine.DockerdOptions{
+		Dir:          tempDir(t, "bd"),
+		CgroupParent: cg,
+		Runtimes:     []string{dockerRuntime + "=" + runtimePath},
+	})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("dockerd: %v", err)
 	}
-	defer logf.Close()
-	d.cmd = exec.Command("dockerd", args...)
-	d.cmd.Env = baseEnv()
-	d.cmd.Dir = dir
-	d.cmd.Stdout, d.cmd.Stderr = logf, logf
-	// If the test binary dies, dockerd shuts down (and stops its containerd).
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := d.cmd.Start(); err != nil {
-		t.Fatalf("start dockerd: %v", err)
-	}
-	go func() { d.cmd.Wait(); close(d.exited) }()
-	d.env = baseEnv("DOCKER_HOST=unix://"+sock, "DOCKER_CONFIG="+filepath.Join(dir, "cli"))
+	d := &dockerd{Dockerd: ed, t: t, cgParent: cg}
 	t.Cleanup(d.teardown)
-	if err := d.waitReady(60 * time.Second); err != nil {
-		t.Fatalf("dockerd: %v\n%s", err, d.logTail())
+	out, err := d.WaitReady(context.Background(), 60*time.Second, "info", "--format", "{{json .Runtimes}}")
+	if err == nil && !strings.Contains(out, `"`+dockerRuntime+`"`) {
+		err = fmt.Errorf("runtime %q not registered: %s", dockerRuntime, out)
+	}
+	if err != nil {
+		t.Fatalf("dockerd: %v\n%s", err, d.LogTail(8000))
 	}
 	if r := d.cli("import", rootfsTar, dockerImage); r.code != 0 {
 		t.Fatalf("docker import: %v", r)
@@ -79,51 +54,24 @@ func newDockerd(t *testing.T) *dockerd {
 	return d
 }
 
-func (d *dockerd) waitReady(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		select {
-		case <-d.exited:
-			return fmt.Errorf("dockerd exited: %v", d.cmd.ProcessState)
-		default:
-		}
-		out, err := d.quiet("info", "--format", "{{json .Runtimes}}")
-		if err == nil {
-			if !strings.Contains(out, `"`+dockerRuntime+`"`) {
-				return fmt.Errorf("runtime %q not registered: %s", dockerRuntime, out)
-			}
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after %v: %v %s", timeout, err, out)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 // quiet runs the docker CLI without logging (for polling).
 func (d *dockerd) quiet(args ...string) (string, error) {
-	cmd := exec.Command("docker", args...)
-	cmd.Env = d.env
-	cmd.Dir = d.dir
+	cmd := exec.Command(d.Docker, args...)
+	cmd.Env = d.Env
+	cmd.Dir = d.Dir
 	b, err := cmd.CombinedOutput()
 	return string(b), err
-}
-
-func (d *dockerd) logTail() string {
-	b, _ := os.ReadFile(d.logPath)
-	return "dockerd log:\n" + tail(string(b), 8000)
 }
 
 // cli runs the docker CLI against this daemon.
 func (d *dockerd) cli(args ...string) result {
 	d.t.Helper()
-	return runCmdShown(d.t, "docker "+strings.Join(args, " "), d.dir, 120*time.Second, d.env, nil, "docker", args...)
+	return runCmdShown(d.t, "docker "+strings.Join(args, " "), d.Dir, 120*time.Second, d.Env, nil, d.Docker, args...)
 }
 
 func (d *dockerd) cmdIn(stdin string, args ...string) result {
 	d.t.Helper()
-	return runCmdShown(d.t, "docker "+strings.Join(args, " "), d.dir, 120*time.Second, d.env, strings.NewReader(stdin), "docker", args...)
+	return runCmdShown(d.t, "docker "+strings.Join(args, " "), d.Dir, 120*time.Second, d.Env, strings.NewReader(stdin), d.Docker, args...)
 }
 
 func (d *dockerd) ok(args ...string) string {
@@ -151,6 +99,8 @@ func (d *dockerd) inspect(id, format string) string {
 	return strings.TrimSpace(d.ok("inspect", "--format", format, id))
 }
 
+// teardown removes the containers, stops dockerd and waits for (or kills) what it started.
+// tempDir's cleanup, registered earlier and so run later, unmounts and removes the directory.
 func (d *dockerd) teardown() {
 	t := d.t
 	if out, err := d.quiet("ps", "--all", "--quiet"); err == nil {
@@ -158,17 +108,12 @@ func (d *dockerd) teardown() {
 			d.cli(append([]string{"rm", "--force"}, ids...)...)
 		}
 	}
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.exited:
-	case <-time.After(40 * time.Second):
-		t.Errorf("dockerd did not exit 40s after SIGTERM: killing it")
-		d.cmd.Process.Kill()
-		<-d.exited
+	if d.Stop(40 * time.Second) {
+		t.Errorf("dockerd (pid %d) did not exit 40s after SIGTERM: killed it", d.PID())
 	}
-	killProcessesUsing(t, d.dir)
+	killProcessesUsing(t, d.Dir)
 	if t.Failed() {
-		t.Log(d.logTail())
+		t.Log(d.LogTail(8000))
 	}
 }
 
@@ -255,18 +200,18 @@ func TestDockerMemoryLimitOOM(t *testing.T) {
 // TestDockerTerminal: run -t and exec -t get a terminal (the shim's --console-socket).
 func TestDockerTerminal(t *testing.T) {
 	d := newDockerd(t)
-	r := ptyRun(t, d.dir, 120*time.Second, d.env, "", "", "docker", d.runArgs([]string{"--rm", "-t"}, "sh", "-c", `tty; [ -t 0 ] && [ -t 1 ] && echo both-ttys; exit 5`)...)
+	r := ptyRun(t, d.Dir, 120*time.Second, d.Env, "", "", d.Docker, d.runArgs([]string{"--rm", "-t"}, "sh", "-c", `tty; [ -t 0 ] && [ -t 1 ] && echo both-ttys; exit 5`)...)
 	if wantCode(t, "docker run -t", r, 5) && (!strings.Contains(r.stdout, "/dev/pts/") || !strings.Contains(r.stdout, "both-ttys")) {
 		t.Errorf("docker run -t: terminal showed %q", r.stdout)
 	}
-	r = ptyRun(t, d.dir, 120*time.Second, d.env, "# ", "echo typed-$((6*7)); exit 4\n", "docker", d.runArgs([]string{"--rm", "-it"}, "sh")...)
+	r = ptyRun(t, d.Dir, 120*time.Second, d.Env, "# ", "echo typed-$((6*7)); exit 4\n", d.Docker, d.runArgs([]string{"--rm", "-it"}, "sh")...)
 	if wantCode(t, "docker run -it", r, 4) && !strings.Contains(r.stdout, "typed-42") {
 		t.Errorf("docker run -it: terminal showed %q, want typed-42", r.stdout)
 	}
 	if r = d.run([]string{"-d", "--name", "term"}, "sleep", "600"); !wantCode(t, "docker run -d", r, 0) {
 		return
 	}
-	r = ptyRun(t, d.dir, 120*time.Second, d.env, "", "", "docker", "exec", "-t", "term", "sh", "-c", "tty; exit 6")
+	r = ptyRun(t, d.Dir, 120*time.Second, d.Env, "", "", d.Docker, "exec", "-t", "term", "sh", "-c", "tty; exit 6")
 	if wantCode(t, "docker exec -t", r, 6) && !strings.Contains(r.stdout, "/dev/pts/") {
 		t.Errorf("docker exec -t: terminal showed %q", r.stdout)
 	}
@@ -283,11 +228,4 @@ func TestDockerShortLivedConcurrent(t *testing.T) {
 	if len(failures) > 0 {
 		t.Errorf("%d of %d concurrent `docker run --rm --runtime %s ... true` failed; first: %v", len(failures), workers*per, dockerRuntime, failures[0])
 	}
-}
-
-// daemonJSON keeps dockerd's identity key (by default /etc/docker/key.json)
-// in dir: other tests (CVE-2019-19921) watch the host's /etc.
-func daemonJSON(dir string) []byte {
-	b, _ := json.Marshal(map[string]string{"deprecated-key-path": filepath.Join(dir, "key.json")})
-	return b
 }

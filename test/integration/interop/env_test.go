@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"berth/test/bundle"
+	"berth/test/engine"
 )
 
 // cgroupHierarchy is one mounted cgroup hierarchy: where it is mounted, which cgroup path the
@@ -187,7 +188,7 @@ func removeCgroupTree(t *testing.T, dir string) {
 		if b, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs")); len(bytes.TrimSpace(b)) > 0 {
 			for _, f := range strings.Fields(string(b)) {
 				if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
-					t.Errorf("process %d (%s) left in cgroup %s: killing it", pid, cmdline(pid), dir)
+					t.Errorf("process %d (%s) left in cgroup %s: killing it", pid, engine.Cmdline(pid), dir)
 					unix.Kill(pid, unix.SIGKILL)
 				}
 			}
@@ -196,70 +197,13 @@ func removeCgroupTree(t *testing.T, dir string) {
 	}
 }
 
-func cmdline(pid int) string {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
-}
-
-// killProcessesUsing waits for the processes whose command line mentions dir (the containerd,
-// shims, conmons and cleanup commands our own engine started with paths in our temporary
-// directory) to exit, and kills those still there after 15 seconds.
+// killProcessesUsing waits for the processes under dir (the containerd, shims, conmons and
+// cleanup commands our own engine started with paths in our temporary directory) to exit,
+// and kills those still there after 15 seconds.
 func killProcessesUsing(t *testing.T, dir string) {
-	self := os.Getpid()
-	deadline := time.Now().Add(15 * time.Second)
-	for try := 0; ; try++ {
-		ents, _ := os.ReadDir("/proc")
-		var left []int
-		for _, e := range ents {
-			pid, err := strconv.Atoi(e.Name())
-			if err != nil || pid == self {
-				continue
-			}
-			if strings.Contains(cmdline(pid), dir) {
-				left = append(left, pid)
-			}
-		}
-		if len(left) == 0 || try > 100 {
-			return
-		}
-		if time.Now().After(deadline) {
-			for _, pid := range left {
-				t.Logf("killing leftover process %d: %s", pid, cmdline(pid))
-				unix.Kill(pid, unix.SIGKILL)
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// unmountUnder detaches every mount at or below dir, deepest first.
-func unmountUnder(t *testing.T, dir string) {
-	for try := 0; try < 5; try++ {
-		mi, err := os.ReadFile("/proc/self/mountinfo")
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		var points []string
-		for _, line := range strings.Split(string(mi), "\n") {
-			f := strings.Fields(line)
-			if len(f) < 5 {
-				continue
-			}
-			p := bundle.UnescapeMountinfo(f[4])
-			if p == dir || strings.HasPrefix(p, dir+"/") {
-				points = append(points, p)
-			}
-		}
-		if len(points) == 0 {
-			return
-		}
-		sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
-		for _, p := range points {
-			if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && err != unix.EINVAL && err != unix.ENOENT {
-				t.Logf("unmount %s: %v", p, err)
-			}
-		}
+	for _, pid := range engine.AwaitProcessesGone(dir, 15*time.Second) {
+		t.Logf("killing leftover process %d: %s", pid, engine.Cmdline(pid))
+		unix.Kill(pid, unix.SIGKILL)
 	}
 }
 
@@ -272,7 +216,9 @@ func tempDir(t *testing.T, prefix string) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		unmountUnder(t, d)
+		if _, left := engine.UnmountUnder(d); len(left) > 0 {
+			t.Errorf("cannot unmount %q", left)
+		}
 		if err := os.RemoveAll(d); err != nil {
 			t.Errorf("remove %s: %v", d, err)
 		}
@@ -316,19 +262,8 @@ func runCmdShown(t *testing.T, shown, dir string, timeout time.Duration, env []s
 		r.code = -1
 	}
 	t.Logf("$ %s  [%v] -> exit %d%s%s", shown, time.Since(start).Round(time.Millisecond), r.code,
-		indent("stdout", r.stdout), indent("stderr", r.stderr))
+		engine.Indent("stdout", r.stdout, 4000), engine.Indent("stderr", r.stderr, 4000))
 	return r
-}
-
-func indent(what, s string) string {
-	s = strings.TrimRight(s, "\n")
-	if s == "" {
-		return ""
-	}
-	if len(s) > 4000 {
-		s = s[:4000] + "..."
-	}
-	return "\n    " + what + ": " + strings.ReplaceAll(s, "\n", "\n    ")
 }
 
 // ptyRun runs a command with a new pseudo-terminal as its controlling terminal and stdio. When
@@ -387,7 +322,7 @@ func ptyRun(t *testing.T, dir string, timeout time.Duration, env []string, waitF
 		r.err = fmt.Errorf("timed out after %v", timeout)
 		r.code = -1
 	}
-	t.Logf("$ [pty] %s %s  [%v] -> exit %d%s", filepath.Base(name), strings.Join(args, " "), time.Since(start).Round(time.Millisecond), r.code, indent("terminal", r.stdout))
+	t.Logf("$ [pty] %s %s  [%v] -> exit %d%s", filepath.Base(name), strings.Join(args, " "), time.Since(start).Round(time.Millisecond), r.code, engine.Indent("terminal", r.stdout, 4000))
 	return r
 }
 
@@ -430,15 +365,6 @@ func (b *safeBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
-}
-
-// baseEnv is the environment for the engines' command-line tools: PATH plus what is given.
-func baseEnv(extra ...string) []string {
-	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=/root", "LANG=C"}
-	if os.Getenv("PATH") == "" {
-		env[0] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-	}
-	return append(env, extra...)
 }
 
 // firstLine returns the first line of s, trimmed.

@@ -23,7 +23,6 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,7 +30,7 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"berth/test/engine"
 )
 
 var (
@@ -50,10 +49,10 @@ var (
 	cgroupBase string
 	// cgroupSkip, when set, is why tests that need a cgroup parent skip.
 	cgroupSkip string
-	// lockFile holds the host-wide lock of this package's tests.
-	lockFile *os.File
-	// hostSnapshot records which well-known host paths the engines write to existed before.
-	hostSnapshot map[string]bool
+	// unlockHost releases the host-wide lock of the engine runs (engine.LockHost).
+	unlockHost func()
+	// hostSnapshot records which of the host paths the engines write to existed before.
+	hostSnapshot engine.HostSnapshot
 )
 
 func TestMain(m *testing.M) {
@@ -69,7 +68,12 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		if hostSnapshot != nil {
-			defer restoreHostPaths()
+			defer func() {
+				for _, err := range hostSnapshot.Restore() {
+					fmt.Fprintf(os.Stderr, "interop: left %v\n", err)
+				}
+				unlockHost()
+			}()
 		}
 		return m.Run()
 	}()
@@ -120,31 +124,14 @@ func setup(work string) error {
 		return fmt.Errorf("rootfs tarball: %w", err)
 	}
 	cgroupBase, cgroupSkip = findCgroupBase()
-	if err := lockHost(); err != nil {
+	// The engines share fixed host paths with other runs that start them, and each run's
+	// Restore must see the state from before any run.
+	if unlockHost, err = engine.LockHost(func() {
+		fmt.Fprintln(os.Stderr, "interop: waiting for another run of the engine tests to finish")
+	}); err != nil {
 		return err
 	}
-	hostSnapshot = snapshotHostPaths()
-	return nil
-}
-
-// lockHost serializes concurrent runs of this package on the host (the engines share fixed
-// host paths, and each run's restoreHostPaths must see the state before any run). The lock is
-// released when the test binary exits.
-func lockHost() error {
-	f, err := os.OpenFile("/run/lock/berth-interop.lock", os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return err
-	}
-	err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-	if err == unix.EWOULDBLOCK {
-		fmt.Fprintln(os.Stderr, "interop: waiting for another run of these tests to finish")
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
-	}
-	if err != nil {
-		f.Close()
-		return fmt.Errorf("lock %s: %w", f.Name(), err)
-	}
-	lockFile = f // kept open (and locked) until exit
+	hostSnapshot = engine.SnapshotHostPaths()
 	return nil
 }
 
@@ -253,46 +240,6 @@ func writeRootfsTar(dst, busybox string) error {
 		return err
 	}
 	return os.WriteFile(dst, buf.Bytes(), 0o644)
-}
-
-// hostPaths are fixed host locations podman, dockerd, containerd and the shim write to even
-// with private roots. Those that did not exist before the tests are removed afterwards (files
-// we made; directories only when empty).
-var hostPaths = []string{
-	"/etc/docker", "/etc/docker/key.json",
-	"/run/docker", "/run/docker/plugins",
-	"/run/containerd", "/run/containerd/s",
-	"/run/containers", "/run/containers/networks",
-	"/var/lib/containers", "/var/lib/containers/cache", "/var/lib/containers/cache/blob-info-cache-v1.boltdb",
-}
-
-func snapshotHostPaths() map[string]bool {
-	m := map[string]bool{}
-	for _, p := range hostPaths {
-		_, err := os.Lstat(p)
-		m[p] = err == nil
-	}
-	return m
-}
-
-func restoreHostPaths() {
-	for i := len(hostPaths) - 1; i >= 0; i-- {
-		p := hostPaths[i]
-		if hostSnapshot[p] {
-			continue
-		}
-		fi, err := os.Lstat(p)
-		if err != nil {
-			continue
-		}
-		if fi.IsDir() {
-			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				fmt.Fprintf(os.Stderr, "interop: left %s (not empty)\n", p)
-			}
-			continue
-		}
-		os.Remove(p)
-	}
 }
 
 // skipUnlessReady skips the test when the environment cannot run it.

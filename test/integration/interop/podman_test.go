@@ -1,13 +1,14 @@
 package interop_test
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"berth/test/engine"
 )
 
 const podmanImage = "localhost/berth-interop:latest"
@@ -15,14 +16,13 @@ const podmanImage = "localhost/berth-interop:latest"
 // hog allocates ~100 MB in a shell variable (more than the 32 MB limits below).
 const hog = `x=$(head -c 100000000 /dev/zero | tr "\0" a); echo survived ${#x}`
 
-// podman is a private podman installation: its own store, state, events log and network
-// config, and a cgroup parent under ours. Its commands run in its directory: conmon 2.1.6
-// writes an "oom" file into its working directory when the container's cgroup has an OOM kill.
+// podman is a private podman installation (engine.Podman) with berth-runtime as its
+// runtime, its events in a file, and a cgroup parent under ours. Its commands run in its
+// directory: conmon 2.1.6 writes an "oom" file into its working directory when the
+// container's cgroup has an OOM kill.
 type podman struct {
+	*engine.Podman
 	t        *testing.T
-	dir      string
-	env      []string
-	global   []string
 	cgParent string
 }
 
@@ -32,43 +32,16 @@ func newPodman(t *testing.T) *podman {
 	since := runtimeLogSize()
 	t.Cleanup(func() { dumpRuntimeLog(t, since) })
 	cg := newCgroupParent(t)
-	dir := tempDir(t, "bp")
-	for _, d := range []string{"root", "runroot", "tmp", "networks", "config"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	conf := fmt.Sprintf(`[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-events_logfile_path = "%[1]s/events.log"
-image_copy_tmp_dir = "%[1]s/tmp"
-[network]
-network_config_dir = "%[1]s/networks"
-`, dir)
-	storage := fmt.Sprintf("[storage]\ndriver = \"overlay\"\ngraphroot = \"%[1]s/root\"\nrunroot = \"%[1]s/runroot\"\n", dir)
-	if err := os.WriteFile(filepath.Join(dir, "containers.conf"), []byte(conf), 0o644); err != nil {
+	ep, err := engine.NewPodman(engine.PodmanOptions{
+		Dir:     tempDir(t, "bp"),
+		Events:  true,
+		Runtime: runtimePath,
+		Ulimits: []string{"nofile=20000:20000", "nproc=32768:32768"},
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "storage.conf"), []byte(storage), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := &podman{
-		t:        t,
-		dir:      dir,
-		cgParent: cg,
-		env: baseEnv("CONTAINERS_CONF="+filepath.Join(dir, "containers.conf"),
-			"CONTAINERS_STORAGE_CONF="+filepath.Join(dir, "storage.conf"),
-			"XDG_CONFIG_HOME="+filepath.Join(dir, "config"), "TMPDIR="+filepath.Join(dir, "tmp")),
-		global: []string{
-			"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "runroot"),
-			"--tmpdir", filepath.Join(dir, "tmp"), "--network-config-dir", filepath.Join(dir, "networks"),
-			"--events-backend", "file", "--cgroup-manager", "cgroupfs", "--storage-driver", "overlay",
-			"--runtime", runtimePath,
-		},
-	}
+	p := &podman{Podman: ep, t: t, cgParent: cg}
 	t.Cleanup(p.teardown)
 	if r := p.cmd("import", rootfsTar, podmanImage); r.code != 0 {
 		t.Fatalf("podman import: %v", r)
@@ -76,20 +49,16 @@ network_config_dir = "%[1]s/networks"
 	return p
 }
 
-func (p *podman) args(args ...string) []string {
-	return append(append([]string{}, p.global...), args...)
-}
-
 // cmd runs podman with the private global flags.
 func (p *podman) cmd(args ...string) result {
 	p.t.Helper()
-	return runCmdShown(p.t, "podman "+strings.Join(args, " "), p.dir, 120*time.Second, p.env, nil, "podman", p.args(args...)...)
+	return runCmdShown(p.t, "podman "+strings.Join(args, " "), p.Dir, 120*time.Second, p.Env, nil, "podman", p.Args(args...)...)
 }
 
 // cmdIn runs podman with stdin.
 func (p *podman) cmdIn(stdin string, args ...string) result {
 	p.t.Helper()
-	return runCmdShown(p.t, "podman "+strings.Join(args, " "), p.dir, 120*time.Second, p.env, strings.NewReader(stdin), "podman", p.args(args...)...)
+	return runCmdShown(p.t, "podman "+strings.Join(args, " "), p.Dir, 120*time.Second, p.Env, strings.NewReader(stdin), "podman", p.Args(args...)...)
 }
 
 // ok runs podman and fails the test unless it exits 0; it returns stdout.
@@ -127,19 +96,12 @@ func (p *podman) teardown() {
 	if r.code != 0 {
 		p.t.Errorf("podman rm --all: %v", r)
 	}
-	killProcessesUsing(p.t, p.dir)
+	killProcessesUsing(p.t, p.Dir)
 	if p.t.Failed() {
-		if b, err := os.ReadFile(filepath.Join(p.dir, "events.log")); err == nil && len(b) > 0 {
-			p.t.Logf("podman events:\n%s", tail(string(b), 6000))
+		if b, err := os.ReadFile(p.EventsLog); err == nil && len(b) > 0 {
+			p.t.Logf("podman events:\n%s", engine.Tail(string(b), 6000))
 		}
 	}
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return "..." + s[len(s)-n:]
-	}
-	return s
 }
 
 func wantCode(t *testing.T, what string, r result, code int) bool {
@@ -285,13 +247,13 @@ func oomKills(s string) int {
 // (podman passes --console-socket; conmon receives the pty master).
 func TestPodmanTerminal(t *testing.T) {
 	p := newPodman(t)
-	args := p.args(append(append([]string{"run", "--rm", "-t"}, p.runFlags()...), podmanImage, "sh", "-c", `tty; [ -t 0 ] && [ -t 1 ] && echo both-ttys; exit 5`)...)
-	r := ptyRun(t, p.dir, 120*time.Second, p.env, "", "", "podman", args...)
+	args := p.Args(append(append([]string{"run", "--rm", "-t"}, p.runFlags()...), podmanImage, "sh", "-c", `tty; [ -t 0 ] && [ -t 1 ] && echo both-ttys; exit 5`)...)
+	r := ptyRun(t, p.Dir, 120*time.Second, p.Env, "", "", "podman", args...)
 	if wantCode(t, "podman run -t", r, 5) && (!strings.Contains(r.stdout, "/dev/pts/") || !strings.Contains(r.stdout, "both-ttys")) {
 		t.Errorf("podman run -t: terminal showed %q, want a /dev/pts tty on stdin and stdout", r.stdout)
 	}
-	args = p.args(append(append([]string{"run", "--rm", "-it"}, p.runFlags()...), podmanImage, "sh")...)
-	r = ptyRun(t, p.dir, 120*time.Second, p.env, "# ", "echo typed-$((6*7)); exit 4\n", "podman", args...)
+	args = p.Args(append(append([]string{"run", "--rm", "-it"}, p.runFlags()...), podmanImage, "sh")...)
+	r = ptyRun(t, p.Dir, 120*time.Second, p.Env, "# ", "echo typed-$((6*7)); exit 4\n", "podman", args...)
 	if wantCode(t, "podman run -it", r, 4) && !strings.Contains(r.stdout, "typed-42") {
 		t.Errorf("podman run -it: terminal showed %q, want typed-42", r.stdout)
 	}
@@ -299,7 +261,7 @@ func TestPodmanTerminal(t *testing.T) {
 	if !wantCode(t, "podman run -d", r, 0) {
 		return
 	}
-	r = ptyRun(t, p.dir, 120*time.Second, p.env, "", "", "podman", p.args("exec", "-t", "term", "sh", "-c", "tty; exit 6")...)
+	r = ptyRun(t, p.Dir, 120*time.Second, p.Env, "", "", "podman", p.Args("exec", "-t", "term", "sh", "-c", "tty; exit 6")...)
 	if wantCode(t, "podman exec -t", r, 6) && !strings.Contains(r.stdout, "/dev/pts/") {
 		t.Errorf("podman exec -t: terminal showed %q, want a /dev/pts tty", r.stdout)
 	}
