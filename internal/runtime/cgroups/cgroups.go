@@ -136,6 +136,12 @@ func newManager(h *host, cgroupsPath, id string) (Manager, error) {
 	if h.mode == Unified {
 		return &v2Manager{dir: paths[""], mount: mounts[""]}, nil
 	}
+	return newV1Manager(paths, mounts), nil
+}
+
+// newV1Manager makes a v1 manager from controller -> directory (the hybrid
+// unified directory under "") and, if known, controller -> mount point.
+func newV1Manager(paths, mounts map[string]string) *v1Manager {
 	m := &v1Manager{paths: make(map[string]string), mounts: make(map[string]string)}
 	for k, d := range paths {
 		if k == "" {
@@ -144,7 +150,7 @@ func newManager(h *host, cgroupsPath, id string) (Manager, error) {
 		}
 		m.paths[k], m.mounts[k] = d, mounts[k]
 	}
-	return m, nil
+	return m
 }
 
 // Load rebuilds a manager from Paths() saved earlier. A manager made by Load
@@ -161,15 +167,7 @@ func Load(paths map[string]string) (Manager, error) {
 	if d, ok := paths[""]; ok && len(paths) == 1 {
 		return &v2Manager{dir: d}, nil
 	}
-	m := &v1Manager{paths: make(map[string]string)}
-	for k, d := range paths {
-		if k == "" {
-			m.unified = d
-			continue
-		}
-		m.paths[k] = d
-	}
-	return m, nil
+	return newV1Manager(paths, nil), nil
 }
 
 // ---- shared helpers ----

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,26 +35,49 @@ func bareErr(err error) error {
 // writeFile writes data to dir/file with a single write(2), as cgroupfs
 // wants, retrying on EINTR.
 func writeFile(dir, file, data string) error {
+	f, err := openWrite(dir, file)
+	if err != nil {
+		return err
+	}
+	defer f.close()
+	return f.write(data)
+}
+
+// cgroupFile is a cgroupfs file open for writing. Each write is one
+// write(2), which the kernel takes as one value or rule.
+type cgroupFile struct {
+	fd   int
+	path string
+}
+
+func openWrite(dir, file string) (*cgroupFile, error) {
 	if dir == "" {
-		return fmt.Errorf("write %s: no cgroup directory for it", file)
+		return nil, fmt.Errorf("write %s: no cgroup directory for it", file)
 	}
 	p := filepath.Join(dir, file)
 	fd, err := openRetry(p, unix.O_WRONLY|unix.O_TRUNC|unix.O_CLOEXEC)
 	if err != nil {
-		return fmt.Errorf("write %s: %w", p, err)
+		return nil, fmt.Errorf("write %s: %w", p, err)
 	}
-	defer unix.Close(fd)
+	return &cgroupFile{fd, p}, nil
+}
+
+// write writes data with a single write(2), retrying on EINTR.
+func (f *cgroupFile) write(data string) error {
+	var err error
 	for {
-		_, err = unix.Write(fd, []byte(data))
+		_, err = unix.Write(f.fd, []byte(data))
 		if err != unix.EINTR {
 			break
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("write %q to %s: %w", data, p, err)
+		return fmt.Errorf("write %q to %s: %w", data, f.path, err)
 	}
 	return nil
 }
+
+func (f *cgroupFile) close() { unix.Close(f.fd) }
 
 func openRetry(p string, flags int) (int, error) {
 	for {
@@ -64,14 +88,33 @@ func openRetry(p string, flags int) (int, error) {
 	}
 }
 
-// readFile returns the content of dir/file.
+// readFile returns the content of dir/file. Like writeFile it makes the
+// syscalls itself: an *os.File would register the descriptor with the Go
+// runtime's poller (cgroupfs files can be polled), five more syscalls a read.
 func readFile(dir, file string) (string, error) {
 	p := filepath.Join(dir, file)
-	b, err := os.ReadFile(p)
+	fd, err := openRetry(p, unix.O_RDONLY|unix.O_CLOEXEC)
 	if err != nil {
-		return "", fmt.Errorf("read %s: %w", p, bareErr(err))
+		return "", fmt.Errorf("read %s: %w", p, err)
 	}
-	return string(b), nil
+	defer unix.Close(fd)
+	// A seq_file read returns at most a page; read until EOF.
+	buf := make([]byte, 0, 4096)
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, cap(buf))
+		}
+		n, err := unix.Read(fd, buf[len(buf):cap(buf)])
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return "", fmt.Errorf("read %s: %w", p, err)
+		case n == 0:
+			return string(buf), nil
+		}
+		buf = buf[:len(buf)+n]
+	}
 }
 
 // readUint reads a single unsigned value; "max" reads as MaxUint64.
@@ -212,15 +255,18 @@ func readPidsRecursive(dir string) ([]int, error) {
 func mkdirTracked(dir string, created *[]string) error {
 	var missing []string
 	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(d); err == nil {
+		// statfs both finds the first existing ancestor and tells its
+		// filesystem.
+		var st unix.Statfs_t
+		if err := unix.Statfs(d, &st); err == nil {
 			// Never create directories outside a cgroup filesystem (for
 			// example when a hierarchy was unmounted meanwhile).
-			if v1, v2 := isCgroupFS(d); !v1 && !v2 {
+			if st.Type != unix.CGROUP_SUPER_MAGIC && st.Type != unix.CGROUP2_SUPER_MAGIC {
 				return fmt.Errorf("mkdir %s: %s is not on a cgroup filesystem", dir, d)
 			}
 			break
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("stat %s: %w", d, bareErr(err))
+		} else if err != unix.ENOENT {
+			return fmt.Errorf("stat %s: %w", d, err)
 		}
 		missing = append(missing, d)
 		if d == "/" || d == "." {
@@ -283,6 +329,18 @@ func removeCgroup(dir string) error {
 	return rmdirRetry(dir)
 }
 
+// keepCreated ends a Create: on success the directories it made join the
+// manager's list (into), on failure they are removed again, deepest first.
+func keepCreated(into *[]string, created []string, err error) {
+	if err == nil {
+		*into = append(*into, created...)
+		return
+	}
+	for i := len(created) - 1; i >= 0; i-- {
+		_ = unix.Rmdir(created[i])
+	}
+}
+
 // removeCreatedParents removes, deepest first, the intermediate directories
 // this manager created, leaving any that are still in use by others.
 func removeCreatedParents(created []string, leaves map[string]bool) {
@@ -292,6 +350,25 @@ func removeCreatedParents(created []string, leaves map[string]bool) {
 			continue
 		}
 		_ = unix.Rmdir(d) // ENOTEMPTY/EBUSY: someone else uses it now
+	}
+}
+
+// mountPoint returns the mount point of the cgroup (v2 false) or cgroup2
+// hierarchy holding dir: mount when known (managers made by New), otherwise
+// found by walking up while the parent is on that filesystem.
+func mountPoint(dir, mount string, v2 bool) string {
+	if mount != "" {
+		return mount
+	}
+	for d := dir; ; {
+		p := filepath.Dir(d)
+		if p == d {
+			return d
+		}
+		if pv1, pv2 := isCgroupFS(p); !v2 && !pv1 || v2 && !pv2 {
+			return d
+		}
+		d = p
 	}
 }
 

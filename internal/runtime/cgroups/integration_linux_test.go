@@ -125,13 +125,16 @@ func assertGone(t *testing.T, dirs ...string) {
 	}
 }
 
-func TestIntegrationV1(t *testing.T) {
+// newTestV1 makes a v1 (or hybrid) manager below the test's own cgroups,
+// cleaned up at the end of the test, and returns it with its paths and their
+// parent directories.
+func newTestV1(t *testing.T, id string) (Manager, map[string]string, []string) {
+	t.Helper()
 	requireRoot(t)
 	if DetectMode() == Unified {
 		t.Skip("host is cgroup v2 only")
 	}
-	name := uniqueName(t)
-	m, err := New(name+"/ctr", "ignored")
+	m, err := New(uniqueName(t)+"/ctr", id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,6 +144,11 @@ func TestIntegrationV1(t *testing.T) {
 		parents = append(parents, filepath.Dir(d))
 	}
 	cleanupManager(t, m, parents)
+	return m, paths, parents
+}
+
+func TestIntegrationV1(t *testing.T) {
+	m, paths, parents := newTestV1(t, "ignored")
 	if m.Version() != 1 || paths["memory"] == "" || paths["devices"] == "" {
 		t.Fatalf("unexpected manager: v%d %v", m.Version(), paths)
 	}
@@ -292,22 +300,8 @@ func TestIntegrationV1(t *testing.T) {
 
 // A failed Create leaves nothing behind.
 func TestIntegrationV1CreateRollback(t *testing.T) {
-	requireRoot(t)
-	if DetectMode() == Unified {
-		t.Skip("host is cgroup v2 only")
-	}
-	name := uniqueName(t)
-	m, err := New(name+"/ctr", "x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	paths := m.Paths()
-	var parents []string
-	for _, d := range paths {
-		parents = append(parents, filepath.Dir(d))
-	}
-	cleanupManager(t, m, parents)
-	err = m.Create(&specs.LinuxResources{CPU: &specs.LinuxCPU{Shares: u64p(1 << 30)}})
+	m, paths, parents := newTestV1(t, "x")
+	err := m.Create(&specs.LinuxResources{CPU: &specs.LinuxCPU{Shares: u64p(1 << 30)}})
 	if err == nil || !strings.Contains(err.Error(), "maximum allowed cpu-shares") {
 		t.Fatalf("Create with too many shares: %v", err)
 	}
@@ -472,7 +466,7 @@ func TestIntegrationV2DeviceFilter(t *testing.T) {
 	}
 
 	// A controller the hierarchy does not offer gives a clear error.
-	if avail, _ := readFile(v2Top(m.dir), "cgroup.controllers"); !fieldSet(avail)["pids"] {
+	if avail, _ := readFile(mountPoint(m.dir, "", true), "cgroup.controllers"); !fieldSet(avail)["pids"] {
 		err := m.Set(&specs.LinuxResources{Pids: &specs.LinuxPids{Limit: i64p(10)}})
 		if err == nil || !strings.Contains(err.Error(), "pids limit requested but the pids controller is not available") {
 			t.Errorf("pids limit without the pids controller: %v", err)

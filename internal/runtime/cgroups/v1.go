@@ -19,7 +19,7 @@ import (
 type v1Manager struct {
 	mu           sync.Mutex
 	paths        map[string]string // controller -> leaf directory
-	mounts       map[string]string // controller -> mount point (New only)
+	mounts       map[string]string // controller -> mount point (New only; "" unknown)
 	unified      string            // hybrid: v2 leaf directory
 	unifiedMount string            // hybrid: v2 mount point (New only)
 	created      []string          // directories Create made, parents first
@@ -32,6 +32,12 @@ func (m *v1Manager) OpenDirFD() (int, error) { return -1, ErrNotUnified }
 func (m *v1Manager) Paths() map[string]string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.all()
+}
+
+// all returns controller -> directory, with the hybrid unified directory
+// under "".
+func (m *v1Manager) all() map[string]string {
 	out := make(map[string]string, len(m.paths)+1)
 	for k, v := range m.paths {
 		out[k] = v
@@ -43,16 +49,7 @@ func (m *v1Manager) Paths() map[string]string {
 }
 
 // leaves returns every leaf directory (v1 and hybrid v2), sorted.
-func (m *v1Manager) leaves() []string {
-	all := make(map[string]string, len(m.paths)+1)
-	for k, v := range m.paths {
-		all[k] = v
-	}
-	if m.unified != "" {
-		all[""] = m.unified
-	}
-	return uniqueDirs(all)
-}
+func (m *v1Manager) leaves() []string { return uniqueDirs(m.all()) }
 
 // hugetlbV2 reports whether hugetlb limits go to the unified hierarchy:
 // hybrid host, no v1 hugetlb hierarchy, hugetlb available in cgroup2.
@@ -60,11 +57,7 @@ func (m *v1Manager) hugetlbV2() bool {
 	if m.paths["hugetlb"] != "" || m.unified == "" {
 		return false
 	}
-	top := m.unifiedMount
-	if top == "" {
-		top = v2Top(m.unified)
-	}
-	s, err := readFile(top, "cgroup.controllers")
+	s, err := readFile(mountPoint(m.unified, m.unifiedMount, true), "cgroup.controllers")
 	if err != nil {
 		return false
 	}
@@ -127,31 +120,27 @@ func (m *v1Manager) Create(res *specs.LinuxResources) (retErr error) {
 		return err
 	}
 	var created []string
-	defer func() {
-		if retErr != nil {
-			for i := len(created) - 1; i >= 0; i-- {
-				_ = unix.Rmdir(created[i])
-			}
-			return
-		}
-		m.created = append(m.created, created...)
-	}()
+	defer func() { keepCreated(&m.created, created, retErr) }()
 	for _, dir := range m.leaves() {
 		if err := mkdirTracked(dir, &created); err != nil {
 			return err
 		}
 	}
-	if d := m.paths["cpuset"]; d != "" {
-		if err := cpusetCopyParents(d); err != nil {
+	cpuset := m.paths["cpuset"]
+	var cpusetParent [2]string
+	if cpuset != "" {
+		var err error
+		if cpusetParent, err = cpusetCopyParents(cpuset, m.mounts["cpuset"]); err != nil {
 			return err
 		}
 	}
 	if err := m.set(res, true); err != nil {
 		return err
 	}
-	if d := m.paths["cpuset"]; d != "" {
+	if cpuset != "" {
 		// Without cpus and mems no task can join the cpuset cgroup.
-		return cpusetCopyIfEmpty(d, filepath.Dir(d))
+		_, err := cpusetInherit(cpuset, cpusetParent)
+		return err
 	}
 	return nil
 }
@@ -205,16 +194,16 @@ func (m *v1Manager) set(res *specs.LinuxResources, creating bool) error {
 		}
 	}
 	if len(res.HugepageLimits) > 0 {
+		if err := checkHugePageLimits(res.HugepageLimits); err != nil {
+			return err
+		}
 		if p["hugetlb"] != "" {
 			if err := setHugetlb(p["hugetlb"], res.HugepageLimits, ".limit_in_bytes", ".rsvd.limit_in_bytes"); err != nil {
 				return err
 			}
 		} else {
 			// Hybrid host with hugetlb in cgroup2 only (check() made sure).
-			top := m.unifiedMount
-			if top == "" {
-				top = v2Top(m.unified)
-			}
+			top := mountPoint(m.unified, m.unifiedMount, true)
 			if errs := enableControllers(top, m.unified, []string{"hugetlb"}); errs["hugetlb"] != nil {
 				return fmt.Errorf("hugetlb limits requested but the hugetlb controller cannot be enabled for %s: %w", m.unified, errs["hugetlb"])
 			}
@@ -245,47 +234,55 @@ func (m *v1Manager) set(res *specs.LinuxResources, creating bool) error {
 
 // ---- cpuset ----
 
+// cpusetFiles must not be empty in a cpuset cgroup a task joins.
+var cpusetFiles = [2]string{"cpuset.cpus", "cpuset.mems"}
+
 // cpusetCopyParents makes every existing ancestor of leaf below the cpuset
-// mount point have cpus and mems (copied from its parent when empty);
-// otherwise nothing can join the leaf. Walks top-down.
-func cpusetCopyParents(leaf string) error {
+// mount point (mount, found with statfs when "") have cpus and mems (copied
+// from its parent when empty); otherwise nothing can join the leaf. Walks
+// top-down, and returns the values of leaf's parent when it is not the
+// mount point (else "", unknown).
+func cpusetCopyParents(leaf, mount string) ([2]string, error) {
+	top := mountPoint(leaf, mount, false)
 	var chain []string
-	for d := filepath.Dir(leaf); ; d = filepath.Dir(d) {
-		parent := filepath.Dir(d)
-		if parent == d {
-			break
-		}
-		if v1, _ := isCgroupFS(parent); !v1 {
-			break // d is the mount point
-		}
+	for d := filepath.Dir(leaf); d != top && strings.HasPrefix(d, top+"/"); d = filepath.Dir(d) {
 		chain = append(chain, d)
 	}
+	var vals [2]string
 	for i := len(chain) - 1; i >= 0; i-- {
-		if err := cpusetCopyIfEmpty(chain[i], filepath.Dir(chain[i])); err != nil {
-			return err
+		var err error
+		if vals, err = cpusetInherit(chain[i], vals); err != nil {
+			return vals, err
 		}
 	}
-	return nil
+	return vals, nil
 }
 
-func cpusetCopyIfEmpty(dir, parent string) error {
-	for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+// cpusetInherit gives dir's empty cpuset.cpus and cpuset.mems the values of
+// its parent (those in parent; read from the parent where "") and returns
+// dir's values.
+func cpusetInherit(dir string, parent [2]string) ([2]string, error) {
+	var vals [2]string
+	for i, f := range cpusetFiles {
 		cur, err := readFile(dir, f)
 		if err != nil {
-			return err
+			return vals, err
 		}
-		if strings.TrimSpace(cur) != "" {
+		if vals[i] = strings.TrimSpace(cur); vals[i] != "" {
 			continue
 		}
-		pv, err := readFile(parent, f)
-		if err != nil {
-			return err
+		if vals[i] = parent[i]; vals[i] == "" {
+			pv, err := readFile(filepath.Dir(dir), f)
+			if err != nil {
+				return vals, err
+			}
+			vals[i] = strings.TrimSpace(pv)
 		}
-		if err := writeFile(dir, f, strings.TrimSpace(pv)); err != nil {
-			return err
+		if err := writeFile(dir, f, vals[i]); err != nil {
+			return vals, err
 		}
 	}
-	return nil
+	return vals, nil
 }
 
 // setCpuset writes cpuset.cpus and cpuset.mems (the same files in v1 and v2).
@@ -306,26 +303,43 @@ func setCpuset(dir string, c *specs.LinuxCPU) error {
 // ---- devices ----
 
 // setDevicesV1 writes "a" to devices.deny (deny everything), then each rule
-// in order: allow rules to devices.allow, deny rules to devices.deny.
+// in order: allow rules to devices.allow, deny rules to devices.deny. The
+// kernel takes one rule per write(2); each file is opened once for all of
+// them (as crun does).
 func setDevicesV1(dir string, rules []specs.LinuxDeviceCgroup) error {
-	type line struct{ file, rule string }
-	lines := make([]line, 0, len(rules))
+	lines := make([]string, len(rules))
 	for i, r := range rules {
 		s, err := DeviceRuleString(r)
 		if err != nil {
 			return fmt.Errorf("device rule %d: %w", i, err)
 		}
-		f := "devices.deny"
-		if r.Allow {
-			f = "devices.allow"
-		}
-		lines = append(lines, line{f, s})
+		lines[i] = s
 	}
-	if err := writeFile(dir, "devices.deny", "a"); err != nil {
+	deny, err := openWrite(dir, "devices.deny")
+	if err != nil {
 		return err
 	}
-	for _, l := range lines {
-		if err := writeFile(dir, l.file, l.rule); err != nil {
+	defer deny.close()
+	if err := deny.write("a"); err != nil {
+		return err
+	}
+	var allow *cgroupFile // opened for the first allow rule
+	defer func() {
+		if allow != nil {
+			allow.close()
+		}
+	}()
+	for i, r := range rules {
+		f := deny
+		if r.Allow {
+			if allow == nil {
+				if allow, err = openWrite(dir, "devices.allow"); err != nil {
+					return err
+				}
+			}
+			f = allow
+		}
+		if err := f.write(lines[i]); err != nil {
 			return err
 		}
 	}
@@ -590,7 +604,11 @@ func setBlkioV1(dir string, b *specs.LinuxBlockIO) error {
 
 // ---- hugetlb and rdma (same formats on v1 and v2, different suffixes) ----
 
-func setHugetlb(dir string, limits []specs.LinuxHugepageLimit, suffix, rsvdSuffix string) error {
+// checkHugePageLimits rejects limits for page sizes the kernel does not have.
+func checkHugePageLimits(limits []specs.LinuxHugepageLimit) error {
+	if len(limits) == 0 {
+		return nil
+	}
 	sizes, err := hugePageSizes()
 	if err != nil {
 		return err
@@ -600,6 +618,11 @@ func setHugetlb(dir string, limits []specs.LinuxHugepageLimit, suffix, rsvdSuffi
 			return err
 		}
 	}
+	return nil
+}
+
+// setHugetlb writes limits checked with checkHugePageLimits.
+func setHugetlb(dir string, limits []specs.LinuxHugepageLimit, suffix, rsvdSuffix string) error {
 	rsvd := true
 	for _, l := range limits {
 		val := strconv.FormatUint(l.Limit, 10)
@@ -824,11 +847,11 @@ func (m *v1Manager) Destroy() error {
 // really is a cgroup below a hierarchy root (a corrupt state file must not
 // make Destroy delete a whole hierarchy or an ordinary directory).
 func removeLeaf(dir string) error {
-	if !exists(dir) {
-		return nil
+	var st unix.Statfs_t
+	if unix.Statfs(dir, &st) != nil {
+		return nil // gone already
 	}
-	v1, v2 := isCgroupFS(dir)
-	if !v1 && !v2 {
+	if st.Type != unix.CGROUP_SUPER_MAGIC && st.Type != unix.CGROUP2_SUPER_MAGIC {
 		return fmt.Errorf("refusing to remove %s: not a cgroup directory", dir)
 	}
 	pv1, pv2 := isCgroupFS(filepath.Dir(dir))

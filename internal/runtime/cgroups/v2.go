@@ -35,28 +35,7 @@ func (m *v2Manager) OpenDirFD() (int, error) {
 	return fd, nil
 }
 
-func (m *v2Manager) top() string {
-	if m.mount != "" {
-		return m.mount
-	}
-	return v2Top(m.dir)
-}
-
-// v2Top finds the mount point of the cgroup2 hierarchy holding dir by
-// walking up while the parent is still cgroup2.
-func v2Top(dir string) string {
-	d := dir
-	for {
-		p := filepath.Dir(d)
-		if p == d {
-			return d
-		}
-		if _, v2 := isCgroupFS(p); !v2 {
-			return d
-		}
-		d = p
-	}
-}
+func (m *v2Manager) top() string { return mountPoint(m.dir, m.mount, true) }
 
 // neededV2 lists the controllers res needs enabled (pseudo-controllers
 // devices and freezer need nothing).
@@ -163,16 +142,8 @@ func validateV2(res *specs.LinuxResources) error {
 			return err
 		}
 	}
-	if len(res.HugepageLimits) > 0 {
-		sizes, err := hugePageSizes()
-		if err != nil {
-			return err
-		}
-		for _, l := range res.HugepageLimits {
-			if err := checkHugePageSize(l.Pagesize, sizes); err != nil {
-				return err
-			}
-		}
+	if err := checkHugePageLimits(res.HugepageLimits); err != nil {
+		return err
 	}
 	if m := res.Memory; m != nil && m.Swappiness != nil && int64(*m.Swappiness) != -1 && *m.Swappiness > 100 {
 		return fmt.Errorf("invalid memory swappiness %d (valid range is 0-100)", *m.Swappiness)
@@ -190,15 +161,7 @@ func (m *v2Manager) Create(res *specs.LinuxResources) (retErr error) {
 		return err
 	}
 	var created []string
-	defer func() {
-		if retErr != nil {
-			for i := len(created) - 1; i >= 0; i-- {
-				_ = unix.Rmdir(created[i])
-			}
-			return
-		}
-		m.created = append(m.created, created...)
-	}()
+	defer func() { keepCreated(&m.created, created, retErr) }()
 	if err := mkdirTracked(m.dir, &created); err != nil {
 		return err
 	}
@@ -279,11 +242,9 @@ func (m *v2Manager) set(res *specs.LinuxResources, creating bool) error {
 
 // setUnified writes linux.resources.unified verbatim (one write per line,
 // so multi-line values like several io.max entries work), sorted by key.
+// validateV2 has checked the keys.
 func (m *v2Manager) setUnified(u map[string]string) error {
 	for _, k := range sortedKeys(u) {
-		if err := validateUnifiedKey(k); err != nil {
-			return err
-		}
 		lines := strings.Split(u[k], "\n")
 		for _, line := range lines {
 			if line == "" && len(lines) > 1 {
