@@ -77,7 +77,7 @@ func (b *block) ja(to *block) {
 	b.add(insn{SockFilter: unix.SockFilter{Code: unix.BPF_JMP | unix.BPF_JA}, ja: to})
 }
 
-// target returns the block's only jump target if it is a single jump.
+// single returns the block's only jump target if it is a single jump.
 func (b *block) single() *block {
 	if len(b.insns) == 1 && b.insns[0].ja != nil {
 		return b.insns[0].ja

@@ -48,7 +48,7 @@ type argCmp struct {
 type dbRule struct {
 	action  uint32
 	syscall uint32
-	pseudo  int // 1 + table index of a syscall the ABI does not have (see archDB.pseudo), or 0
+	pseudo  int // 1 + table index of a syscall the ABI does not have (see archDB.byPseudo), or 0
 	args    [maxArgs]argCmp
 }
 
@@ -380,7 +380,6 @@ func (o *treeOps) treePrune(existing **node, n *node, state *iterState) int {
 	cnt := 0
 	stateNew := *state
 	x := *existing
-	var stateNxt iterState
 
 	if n == nil || x == nil {
 		goto pruneReturn
@@ -416,27 +415,15 @@ func (o *treeOps) treePrune(existing **node, n *node, state *iterState) int {
 				}
 			}
 			if n.nxtT != nil {
-				nodeGet(x)
-				stateNxt = *state
-				stateNxt.flags |= istMMatchSet
-				cnt += o.treePrune(&x.nxtT, n.nxtT, &stateNxt)
-				cnt += o.nodePut(&x)
-				if stateNxt.flags&istMatch != 0 {
-					stateNew.flags |= stateNxt.flags
-				}
+				c, _ := o.pruneSub(&x, &x.nxtT, n.nxtT, state, &stateNew, 0, istMMatchSet)
+				cnt += c
 				if x == nil {
 					goto pruneNextNode
 				}
 			}
 			if n.nxtF != nil {
-				nodeGet(x)
-				stateNxt = *state
-				stateNxt.flags |= istMMatchSet
-				cnt += o.treePrune(&x.nxtF, n.nxtF, &stateNxt)
-				cnt += o.nodePut(&x)
-				if stateNxt.flags&istMatch != 0 {
-					stateNew.flags |= stateNxt.flags
-				}
+				c, _ := o.pruneSub(&x, &x.nxtF, n.nxtF, state, &stateNew, 0, istMMatchSet)
+				cnt += c
 				if x == nil {
 					goto pruneNextNode
 				}
@@ -458,14 +445,9 @@ func (o *treeOps) treePrune(existing **node, n *node, state *iterState) int {
 				goto pruneReturn
 			}
 			if x.nxtT != nil {
-				nodeGet(x)
-				stateNxt = *state
-				stateNxt.flags &^= istMatch
-				stateNxt.flags |= istXPrefix
-				cnt += o.treePrune(&x.nxtT, n, &stateNxt)
-				cnt += o.nodePut(&x)
-				if stateNxt.flags&istMatch != 0 {
-					stateNew.flags |= stateNxt.flags
+				c, matched := o.pruneSub(&x, &x.nxtT, n, state, &stateNew, istMatch, istXPrefix)
+				cnt += c
+				if matched {
 					goto pruneReturn
 				}
 				if x == nil {
@@ -473,14 +455,9 @@ func (o *treeOps) treePrune(existing **node, n *node, state *iterState) int {
 				}
 			}
 			if x.nxtF != nil {
-				nodeGet(x)
-				stateNxt = *state
-				stateNxt.flags &^= istMatch
-				stateNxt.flags |= istXPrefix
-				cnt += o.treePrune(&x.nxtF, n, &stateNxt)
-				cnt += o.nodePut(&x)
-				if stateNxt.flags&istMatch != 0 {
-					stateNew.flags |= stateNxt.flags
+				c, matched := o.pruneSub(&x, &x.nxtF, n, state, &stateNew, istMatch, istXPrefix)
+				cnt += c
+				if matched {
 					goto pruneReturn
 				}
 				if x == nil {
@@ -492,14 +469,9 @@ func (o *treeOps) treePrune(existing **node, n *node, state *iterState) int {
 				goto pruneReturn
 			}
 			if n.nxtT != nil {
-				nodeGet(x)
-				stateNxt = *state
-				stateNxt.flags &^= istMatch
-				stateNxt.flags |= istNPrefix
-				cnt += o.treePrune(&x, n.nxtT, &stateNxt)
-				cnt += o.nodePut(&x)
-				if stateNxt.flags&istMatch != 0 {
-					stateNew.flags |= stateNxt.flags
+				c, matched := o.pruneSub(&x, &x, n.nxtT, state, &stateNew, istMatch, istNPrefix)
+				cnt += c
+				if matched {
 					goto pruneReturn
 				}
 				if x == nil {
@@ -507,14 +479,9 @@ func (o *treeOps) treePrune(existing **node, n *node, state *iterState) int {
 				}
 			}
 			if n.nxtF != nil {
-				nodeGet(x)
-				stateNxt = *state
-				stateNxt.flags &^= istMatch
-				stateNxt.flags |= istNPrefix
-				cnt += o.treePrune(&x, n.nxtF, &stateNxt)
-				cnt += o.nodePut(&x)
-				if stateNxt.flags&istMatch != 0 {
-					stateNew.flags |= stateNxt.flags
+				c, matched := o.pruneSub(&x, &x, n.nxtF, state, &stateNew, istMatch, istNPrefix)
+				cnt += c
+				if matched {
 					goto pruneReturn
 				}
 				if x == nil {
@@ -535,6 +502,25 @@ pruneReturn:
 		state.flags &^= istMatch
 	}
 	return cnt
+}
+
+// pruneSub is one recursion of treePrune: holding a reference to *x, it
+// prunes sub against n, starting from state with the flags clear cleared and
+// set set, and drops the reference (which may move *x to a neighbour on its
+// level, or clear it). When the recursion ends in a match, its flags are
+// added to match. It returns the number of nodes removed and whether the
+// recursion matched.
+func (o *treeOps) pruneSub(x, sub **node, n *node, state, match *iterState, clear, set int) (int, bool) {
+	nodeGet(*x)
+	stateNxt := *state
+	stateNxt.flags = stateNxt.flags&^clear | set
+	cnt := o.treePrune(sub, n, &stateNxt)
+	cnt += o.nodePut(x)
+	if stateNxt.flags&istMatch == 0 {
+		return cnt, false
+	}
+	match.flags |= stateNxt.flags
+	return cnt, true
 }
 
 // treeAdd is _db_tree_add: it merges the new tree into the existing one. It

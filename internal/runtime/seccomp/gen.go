@@ -265,6 +265,17 @@ func treeGen(a *assembler, entry *block, s *dbSys, bits32 bool, defAct uint32) {
 		}
 		return nodeBlock(n, fail)
 	}
+	// A branch continues on its sub-level, returns its action, or goes on
+	// to next.
+	branch := func(sub *node, hasAct bool, act uint32, next *block) *block {
+		switch {
+		case sub != nil:
+			return level(sub, next)
+		case hasAct:
+			return rets.ret(act)
+		}
+		return next
+	}
 	nodeBlock = func(n *node, fail *block) *block {
 		if b := memo[key{n, fail}]; b != nil {
 			return b
@@ -282,22 +293,8 @@ func treeGen(a *assembler, entry *block, s *dbSys, bits32 bool, defAct uint32) {
 		default: // EQ, MASKED_EQ
 			c.op = unix.BPF_JEQ
 		}
-		switch {
-		case n.nxtT != nil:
-			c.jt = level(n.nxtT, next)
-		case n.actTFlg:
-			c.jt = rets.ret(n.actT)
-		default:
-			c.jt = next
-		}
-		switch {
-		case n.nxtF != nil:
-			c.jf = level(n.nxtF, next)
-		case n.actFFlg:
-			c.jf = rets.ret(n.actF)
-		default:
-			c.jf = next
-		}
+		c.jt = branch(n.nxtT, n.actTFlg, n.actT, next)
+		c.jf = branch(n.nxtF, n.actFFlg, n.actF, next)
 		b := &block{}
 		memo[key{n, fail}] = b
 		code[b] = c

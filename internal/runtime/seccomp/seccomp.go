@@ -338,7 +338,7 @@ func conditions(args []specs.LinuxSeccompArg) (conds []cond, split bool, err err
 
 // addRule adds a rule (or, when split, one rule per condition) for syscall e
 // to each ABI of the filter. A syscall that does not exist on an ABI adds no
-// code there (see archDB.pseudo).
+// code there (see archDB.byPseudo).
 func addRule(dbs *[numABIs]*archDB, e *sysEntry, act uint32, conds []cond, split bool) error {
 	if !split {
 		return addOne(dbs, e, act, conds)
