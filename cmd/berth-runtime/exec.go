@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -45,9 +46,13 @@ func execCmd() *cobra.Command {
 				if len(args) < 2 {
 					return fmt.Errorf("exec: no command given (args or --process)")
 				}
+				spec, err := c.Spec()
+				if err != nil {
+					return err
+				}
 				base := specs.Process{}
-				if c.Spec.Process != nil {
-					base = *c.Spec.Process
+				if spec.Process != nil {
+					base = *spec.Process
 				}
 				p = &base
 				p.Args = args[1:]
@@ -92,7 +97,7 @@ func execCmd() *cobra.Command {
 					p.Capabilities = cp
 				}
 			}
-			code, err := r.Exec(ctx(), args[0], runtime.ExecOpts{Process: p, PidFile: pidFile, ConsoleSocket: consoleSocket, Detach: detach, PreserveFDs: preserveFDs})
+			code, err := r.Exec(ctx(), c, runtime.ExecOpts{Process: p, PidFile: pidFile, ConsoleSocket: consoleSocket, Detach: detach, PreserveFDs: preserveFDs})
 			if err != nil {
 				return err
 			}
@@ -134,16 +139,7 @@ func appendUnique(list []string, s string) []string {
 
 func readFileOrStdin(p string) ([]byte, error) {
 	if p == "-" {
-		var b strings.Builder
-		buf := make([]byte, 4096)
-		for {
-			n, err := os.Stdin.Read(buf)
-			b.Write(buf[:n])
-			if err != nil {
-				break
-			}
-		}
-		return []byte(b.String()), nil
+		return io.ReadAll(os.Stdin)
 	}
 	return os.ReadFile(p)
 }

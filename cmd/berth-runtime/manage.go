@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"strconv"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -195,5 +194,3 @@ func specCmd() *cobra.Command {
 }
 
 func specVersion() string { return specs.Version }
-
-var _ = strconv.Itoa

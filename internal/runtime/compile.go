@@ -131,23 +131,16 @@ func (c *compiler) mountAll(consoleSlot *int32, terminal bool) error {
 	b.Sys("bind rootfs "+c.rootfs+" onto itself", unix.SYS_MOUNT, b.Str(c.rootfs), b.Str(c.rootfs), b.Str("bind"), unix.MS_BIND|unix.MS_REC, 0)
 	_, c.rootFD = b.SysFD("open rootfs "+c.rootfs, unix.SYS_OPENAT, child.AtFDCWD, b.Str(c.rootfs), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 
-	devMounted := false
 	ptsMounted := false
 	for _, m := range s.Mounts {
 		if err := c.mount(m); err != nil {
 			return err
 		}
-		switch path.Clean(m.Destination) {
-		case "/dev":
-			devMounted = true
-		case "/dev/pts":
+		if path.Clean(m.Destination) == "/dev/pts" {
 			ptsMounted = true
 		}
 	}
-	_ = devMounted
-	if err := c.devices(ptsMounted); err != nil {
-		return err
-	}
+	c.devices(ptsMounted)
 	if terminal {
 		*consoleSlot = c.console()
 	}
@@ -207,8 +200,7 @@ func (c *compiler) mount(m specs.Mount) error {
 		// namespace: fall back to a recursive bind of the host's /sys, as runc does.
 		b.Ignore(i, 0, unix.EPERM)
 		b.SkipOK(i, 3)
-		tree, slot := b.SysFD("bind host /sys (sysfs mount refused in user namespace)", unix.SYS_OPEN_TREE, child.AtFDCWD, b.Str("/sys"), unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
-		_ = tree
+		_, slot := b.SysFD("bind host /sys (sysfs mount refused in user namespace)", unix.SYS_OPEN_TREE, child.AtFDCWD, b.Str("/sys"), unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
 		b.Sys("move /sys bind onto "+dest, unix.SYS_MOVE_MOUNT, uintptr(slot), b.Str(""), uintptr(t), b.Str(""), unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH)
 		b.Close(slot)
 	}
@@ -377,7 +369,7 @@ var defaultDevices = []devNode{
 
 // devices creates the default and configured device nodes (bind-mounted from the host in a
 // user namespace, where mknod is refused) and /dev's standard symlinks.
-func (c *compiler) devices(ptsMounted bool) error {
+func (c *compiler) devices(ptsMounted bool) {
 	b := c.b
 	nodes := append([]devNode{}, defaultDevices...)
 	for _, d := range c.spec.Linux.Devices {
@@ -411,13 +403,21 @@ func (c *compiler) devices(ptsMounted bool) error {
 		}
 	}
 	c.devNames = map[string]bool{}
+	// Each directory that holds nodes is made and opened once: nothing mounts over it meanwhile.
+	dirFDs := map[string]int32{}
+	var opened []int32
 	for _, n := range nodes {
 		c.devNames[n.path] = true
 		rel := relPath(n.path)
 		dir, name := path.Split(rel)
 		dir = strings.TrimSuffix(dir, "/")
-		c.mkdirAll(dir, false, "directory for "+n.path)
-		_, dfd := c.openInRoot("open "+path.Dir(n.path), c.rootFD, dir, unix.O_PATH|unix.O_DIRECTORY, resolveInRoot)
+		dfd, ok := dirFDs[dir]
+		if !ok {
+			c.mkdirAll(dir, false, "directory for "+n.path)
+			_, dfd = c.openInRoot("open "+path.Dir(n.path), c.rootFD, dir, unix.O_PATH|unix.O_DIRECTORY, resolveInRoot)
+			dirFDs[dir] = dfd
+			opened = append(opened, dfd)
+		}
 		if c.userns {
 			i := b.Sys("create "+n.path, unix.SYS_MKNODAT, uintptr(dfd), b.Str(name), unix.S_IFREG|0o644, 0)
 			b.Ignore(i, 0, unix.EEXIST)
@@ -432,10 +432,9 @@ func (c *compiler) devices(ptsMounted bool) error {
 			b.Ignore(i, 0, unix.EEXIST)
 			b.Sys("chown "+n.path, unix.SYS_FCHOWNAT, uintptr(dfd), b.Str(name), uintptr(n.uid), uintptr(n.gid), unix.AT_SYMLINK_NOFOLLOW)
 		}
-		b.Close(dfd)
 	}
-	// symlinks
-	_, dev := c.openInRoot("open /dev", c.rootFD, "dev", unix.O_PATH|unix.O_DIRECTORY, resolveInRoot)
+	// symlinks (the default nodes are in /dev: it is open)
+	dev := dirFDs["dev"]
 	links := [][2]string{{"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}}
 	if _, err := os.Stat("/proc/kcore"); err == nil && hasMountAt(c.spec, "/proc") {
 		links = append(links, [2]string{"/proc/kcore", "core"})
@@ -449,8 +448,9 @@ func (c *compiler) devices(ptsMounted bool) error {
 		b.Ignore(i, 0, unix.ENOENT)
 		b.Sys("symlink /dev/ptmx", unix.SYS_SYMLINKAT, b.Str("pts/ptmx"), uintptr(dev), b.Str("ptmx"))
 	}
-	b.Close(dev)
-	return nil
+	for _, fd := range opened {
+		b.Close(fd)
+	}
 }
 
 func hasMountAt(s *specs.Spec, dest string) bool {

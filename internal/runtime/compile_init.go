@@ -103,9 +103,7 @@ func (c *compiler) compileInit(pl *processPlan, o CreateOpts, run bool) (uintptr
 		c.attachConsole(console)
 	}
 	c.compileCloseFDs(pl)
-	if err := c.compileIdentity(pl, c.userns); err != nil {
-		return 0, false, err
-	}
+	c.compileIdentity(pl)
 	c.compileExecCheck(pl)
 	b.Sys("report ready", unix.SYS_SENDTO, uintptr(c.syncFD), c.record(child.StatusReady), unsafe.Sizeof(child.Record{}), unix.MSG_NOSIGNAL, 0, 0)
 	if !run {

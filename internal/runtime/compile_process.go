@@ -119,17 +119,14 @@ func lookupHome(rootfs string, uid uint32) string {
 }
 
 // compileIdentity appends the rlimits, user, capabilities, no_new_privs and seccomp steps, ending
-// with the process's own umask. It is shared by create and exec.
-func (c *compiler) compileIdentity(pl *processPlan, inUserNS bool) error {
+// with the process's own umask. It is shared by create and exec. (oomScoreAdj is written by the
+// parent, through /proc/<pid>.)
+func (c *compiler) compileIdentity(pl *processPlan) {
 	b := c.b
 	p := pl.proc
 	for _, r := range p.Rlimits {
 		lim := &unix.Rlimit{Cur: r.Soft, Max: r.Hard}
 		b.Sys("set "+r.Type, unix.SYS_PRLIMIT64, 0, uintptr(rlimitNumbers[r.Type]), b.Mem(unsafe.Pointer(lim), lim), 0)
-	}
-	if p.OOMScoreAdj != nil {
-		// written by the parent for create; exec writes its own through /proc/self
-		_ = p.OOMScoreAdj
 	}
 	var sets caps.Sets
 	changeCaps := p.Capabilities != nil
@@ -166,7 +163,7 @@ func (c *compiler) compileIdentity(pl *processPlan, inUserNS bool) error {
 	}
 	// user
 	gids := append([]uint32{}, p.User.AdditionalGids...)
-	if len(gids) > 0 || !inUserNS {
+	if len(gids) > 0 || !c.userns {
 		if len(gids) == 0 {
 			b.Sys("clear supplementary groups", unix.SYS_SETGROUPS, 0, 0)
 		} else {
@@ -196,7 +193,6 @@ func (c *compiler) compileIdentity(pl *processPlan, inUserNS bool) error {
 		umask = uintptr(*p.User.Umask)
 	}
 	b.Sys("set umask", unix.SYS_UMASK, umask)
-	return nil
 }
 
 // compileMkCwd creates the working directory in the rootfs if it is missing, as runc does.

@@ -60,18 +60,24 @@ func (r *Runtime) logger() *slog.Logger {
 
 // Create sets up a container whose init waits for Start.
 func (r *Runtime) Create(ctx context.Context, o CreateOpts) error {
+	_, err := r.create(ctx, o)
+	return err
+}
+
+// create is Create, returning the container it made (what `run -d` starts).
+func (r *Runtime) create(ctx context.Context, o CreateOpts) (*Container, error) {
 	s, err := r.spawnInit(ctx, o, false)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer s.close()
 	if s.master != nil {
 		if err := sendConsole(o.ConsoleSocket, s.master); err != nil {
 			r.abort(s)
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return s.c, nil
 }
 
 func (s *spawned) close() {
@@ -146,7 +152,7 @@ func (r *Runtime) spawnInit(ctx context.Context, o CreateOpts, run bool) (_ *spa
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
 	owner := lookupHostUser(os.Getuid())
-	c := &Container{ID: o.ID, Bundle: bundle, Rootfs: rootfs, Created: time.Now().UTC(), Owner: owner, Spec: spec, dir: dir}
+	c := &Container{ID: o.ID, Bundle: bundle, Rootfs: rootfs, Created: time.Now().UTC(), Owner: owner, spec: spec, dir: dir}
 	s := &spawned{c: c, sync: -1}
 	defer func() {
 		if retErr != nil {
@@ -327,10 +333,8 @@ func (r *Runtime) waitReady(ctx context.Context, s *spawned, hookWait, run bool)
 		case child.StatusError:
 			return s.builder.Describe(*rec)
 		case child.StatusHooks:
-			st := r.StateOf(s.c)
-			st.Status = StatusCreated // what runtime-tools and crun expect
-			st.Pid = s.pid
-			h := s.c.Spec.Hooks
+			st := s.c.stateAs(StatusCreated, s.pid) // what runtime-tools and crun expect
+			h := s.c.spec.Hooks
 			if h != nil {
 				//lint:ignore SA1019 prestart hooks are deprecated but still in the spec, and engines use them
 				if err := runHooks(ctx, "prestart", h.Prestart, st); err != nil {
@@ -339,7 +343,7 @@ func (r *Runtime) waitReady(ctx context.Context, s *spawned, hookWait, run bool)
 				if err := runHooks(ctx, "createRuntime", h.CreateRuntime, st); err != nil {
 					return err
 				}
-				if err := r.runHooksIn(ctx, s.pid, s.c.Spec, "createContainer", h.CreateContainer, st); err != nil {
+				if err := r.runHooksIn(ctx, s.pid, s.c.spec, "createContainer", h.CreateContainer, st); err != nil {
 					return err
 				}
 			}
@@ -417,27 +421,34 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	return r.start(ctx, c)
+}
+
+func (r *Runtime) start(ctx context.Context, c *Container) error {
+	const stopped = "cannot start a container that has stopped"
+	// The pidfd first: once the fifo is open the init may exec, exit and be reaped at once. The
+	// status is worked out after it, so a live init is the process the pidfd refers to.
+	pidfd, err := unix.PidfdOpen(c.Pid, 0)
+	if err != nil {
+		return errors.New(stopped)
+	}
+	defer unix.Close(pidfd)
 	switch st := r.Status(c); st {
 	case StatusCreated:
 	case StatusStopped:
-		return fmt.Errorf("cannot start a container that has stopped")
+		return errors.New(stopped)
 	default:
 		return fmt.Errorf("cannot start an already %s container", st)
 	}
-	if h := c.Spec.Hooks; h != nil && len(h.StartContainer) > 0 {
-		st := r.StateOf(c)
-		if err := r.runHooksIn(ctx, c.Pid, c.Spec, "startContainer", h.StartContainer, st); err != nil {
+	if h := c.hooks(); h != nil && len(h.StartContainer) > 0 {
+		spec, err := c.Spec() // the hooks run in the container's namespaces
+		if err != nil {
 			return err
 		}
-	}
-	// The pidfd first: once the fifo is open the init may exec, exit and be reaped at once.
-	pidfd, err := unix.PidfdOpen(c.Pid, 0)
-	if err != nil {
-		return fmt.Errorf("container init: %w", err)
-	}
-	defer unix.Close(pidfd)
-	if !c.alive() {
-		return fmt.Errorf("container init exited before start")
+		st := c.stateAs(StatusCreated, c.Pid)
+		if err := r.runHooksIn(ctx, c.Pid, spec, "startContainer", h.StartContainer, st); err != nil {
+			return err
+		}
 	}
 	fifo := filepath.Join(c.dir, execFifo)
 	fd, err := unix.Open(fifo, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
@@ -472,7 +483,8 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 		}
 	}
 	os.Remove(fifo) // the fifo's absence is what marks the container started
-	if h := c.Spec.Hooks; h != nil && len(h.Poststart) > 0 {
+	mark("started")
+	if h := c.hooks(); h != nil && len(h.Poststart) > 0 {
 		r.runHooksWarn(ctx, "poststart", h.Poststart, r.StateOf(c))
 	}
 	return nil
@@ -490,9 +502,6 @@ func (r *Runtime) Kill(id string, sig unix.Signal, all bool) error {
 			return err
 		}
 		return signalAll(cg, sig)
-	}
-	if !c.alive() {
-		return fmt.Errorf("container %s is not running", id)
 	}
 	return signalPid(c, sig)
 }
@@ -581,17 +590,13 @@ func (r *Runtime) destroy(ctx context.Context, c *Container) error {
 			r.logger().Warn("remove cgroup", "id", c.ID, "err", err)
 		}
 	}
-	var hookErr error
-	if h := c.Spec.Hooks; h != nil && len(h.Poststop) > 0 {
-		st := r.StateOf(c)
-		st.Status = StatusStopped
-		st.Pid = 0
-		r.runHooksWarn(ctx, "poststop", h.Poststop, st)
+	if h := c.hooks(); h != nil && len(h.Poststop) > 0 {
+		r.runHooksWarn(ctx, "poststop", h.Poststop, c.stateAs(StatusStopped, 0))
 	}
 	if err := os.RemoveAll(c.dir); err != nil {
 		return fmt.Errorf("remove state: %w", err)
 	}
-	return hookErr
+	return nil
 }
 
 // waitExit waits until the init has exited.
@@ -651,6 +656,10 @@ func (r *Runtime) Update(id string, res *specs.LinuxResources) error {
 	if err != nil {
 		return err
 	}
+	spec, err := c.Spec()
+	if err != nil {
+		return err
+	}
 	if r.Status(c) == StatusStopped {
 		return fmt.Errorf("container %s is stopped", id)
 	}
@@ -661,7 +670,7 @@ func (r *Runtime) Update(id string, res *specs.LinuxResources) error {
 	if err := cg.Set(res); err != nil {
 		return err
 	}
-	mergeResources(c.Spec, res)
+	mergeResources(spec, res)
 	return c.save()
 }
 
@@ -730,16 +739,17 @@ func cgroupBindList(paths map[string]string) []cgroupBind {
 // sendSeccompListener hands a seccomp notify fd to the agent at the spec's listenerPath, with the
 // container process state, as the runtime spec describes.
 func (r *Runtime) sendSeccompListener(c *Container, pid, fd int) error {
-	sc := c.Spec.Linux.Seccomp
+	spec, err := c.Spec()
+	if err != nil {
+		return err
+	}
+	sc := spec.Linux.Seccomp
 	if sc == nil || sc.ListenerPath == "" {
 		return fmt.Errorf("seccomp: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath")
 	}
-	st := r.StateOf(c)
-	st.Status = StatusCreating
-	st.Pid = pid
 	msg, err := json.Marshal(specs.ContainerProcessState{
 		Version: specs.Version, Fds: []string{specs.SeccompFdName}, Pid: pid,
-		Metadata: sc.ListenerMetadata, State: st.State,
+		Metadata: sc.ListenerMetadata, State: c.stateAs(StatusCreating, pid).State,
 	})
 	if err != nil {
 		return err

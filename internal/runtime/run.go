@@ -23,28 +23,18 @@ import (
 // its exit code (128+signal when killed), then deletes the container.
 func (r *Runtime) Run(ctx context.Context, o CreateOpts, detach bool) (int, error) {
 	if detach {
-		if err := r.Create(ctx, o); err != nil {
+		c, err := r.create(ctx, o)
+		if err != nil {
 			return 1, err
 		}
-		if err := r.Start(ctx, o.ID); err != nil {
-			if c, lerr := r.Load(o.ID); lerr == nil {
-				r.destroy(ctx, c)
-			}
+		if err := r.start(ctx, c); err != nil {
+			r.destroy(ctx, c)
 			return 1, err
 		}
 		return 0, nil
 	}
-	sigs := make(chan os.Signal, 64)
-	// Registering costs ~1 ms of start-up: do it while the container is being set up.
-	notified := make(chan struct{})
-	go func() {
-		signal.Notify(sigs, forwardedSignals...)
-		close(notified)
-	}()
-	defer func() {
-		<-notified
-		signal.Stop(sigs)
-	}()
+	sigs, stopSigs := notifyForwarded()
+	defer stopSigs()
 	s, err := r.spawnInit(ctx, o, true)
 	if err != nil {
 		return 1, err
@@ -55,8 +45,8 @@ func (r *Runtime) Run(ctx context.Context, o CreateOpts, detach bool) (int, erro
 		r.destroy(ctx, c)
 		return 1, err
 	}
-	if h := c.Spec.Hooks; h != nil && len(h.StartContainer) > 0 {
-		if err := r.runHooksIn(ctx, s.pid, c.Spec, "startContainer", h.StartContainer, r.StateOf(c)); err != nil {
+	if h := c.spec.Hooks; h != nil && len(h.StartContainer) > 0 {
+		if err := r.runHooksIn(ctx, s.pid, c.spec, "startContainer", h.StartContainer, r.StateOf(c)); err != nil {
 			return fail(err)
 		}
 	}
@@ -81,7 +71,7 @@ func (r *Runtime) Run(ctx context.Context, o CreateOpts, detach bool) (int, erro
 	if err := awaitExec(s.sync, s.builder, nil); err != nil {
 		return fail(err)
 	}
-	if h := c.Spec.Hooks; h != nil && len(h.Poststart) > 0 {
+	if h := c.spec.Hooks; h != nil && len(h.Poststart) > 0 {
 		r.runHooksWarn(ctx, "poststart", h.Poststart, r.StateOf(c))
 	}
 	mark("exec done")
@@ -104,6 +94,22 @@ var forwardedSignals = []os.Signal{unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.
 	unix.SIGUSR2, unix.SIGALRM, unix.SIGTERM, unix.SIGSTKFLT, unix.SIGCONT, unix.SIGTSTP, unix.SIGTTIN,
 	unix.SIGTTOU, unix.SIGXCPU, unix.SIGXFSZ, unix.SIGVTALRM, unix.SIGPROF, unix.SIGWINCH, unix.SIGIO,
 	unix.SIGPWR, unix.SIGSYS}
+
+// notifyForwarded relays forwardedSignals to sigs. Registering costs ~1 ms of start-up, so it
+// is done on another goroutine while the container's process is being set up; stop waits for it
+// and undoes it.
+func notifyForwarded() (sigs chan os.Signal, stop func()) {
+	sigs = make(chan os.Signal, 64)
+	notified := make(chan struct{})
+	go func() {
+		signal.Notify(sigs, forwardedSignals...)
+		close(notified)
+	}()
+	return sigs, func() {
+		<-notified
+		signal.Stop(sigs)
+	}
+}
 
 // awaitExec reads the child's messages until its end of the socket closes at execve. An error
 // record is returned as the failure it describes; fds go to onFD (closed when onFD is nil).
@@ -196,13 +202,9 @@ type ExecOpts struct {
 	PreserveFDs   int
 }
 
-// Exec runs a new process in a running container. Unless detached it waits and returns the exit
-// code.
-func (r *Runtime) Exec(ctx context.Context, id string, o ExecOpts) (int, error) {
-	c, err := r.Load(id)
-	if err != nil {
-		return 1, err
-	}
+// Exec runs a new process in a running container (as Load returned it: the caller builds the
+// process from its spec). Unless detached it waits and returns the exit code.
+func (r *Runtime) Exec(ctx context.Context, c *Container, o ExecOpts) (int, error) {
 	switch st := r.Status(c); st {
 	case StatusStopped:
 		return 1, fmt.Errorf("cannot exec in a stopped container")
@@ -216,7 +218,10 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOpts) (int, error) 
 	if p.Terminal && o.ConsoleSocket == "" && o.Detach {
 		return 1, errors.New("cannot allocate a terminal without --console-socket when detached")
 	}
-	s := c.Spec
+	s, err := c.Spec()
+	if err != nil {
+		return 1, err
+	}
 	pl, err := planProcess(p, c.Rootfs, o.PreserveFDs)
 	if err != nil {
 		return 1, err
@@ -226,15 +231,16 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOpts) (int, error) 
 			return 1, fmt.Errorf("seccomp: %w", err)
 		}
 	}
+	mark("process planned")
 	var sigs chan os.Signal
 	if !o.Detach {
-		sigs = make(chan os.Signal, 64)
-		signal.Notify(sigs, forwardedSignals...)
-		defer signal.Stop(sigs)
+		var stopSigs func()
+		sigs, stopSigs = notifyForwarded()
+		defer stopSigs()
 	}
 	pidfd, err := unix.PidfdOpen(c.Pid, 0)
 	if err != nil {
-		return 1, fmt.Errorf("container %s is not running", id)
+		return 1, fmt.Errorf("container %s is not running", c.ID)
 	}
 	defer unix.Close(pidfd)
 	nsPid := -1
@@ -272,9 +278,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOpts) (int, error) 
 	}
 	comp.compileCwd(p.Cwd)
 	comp.compileCloseFDs(pl)
-	if err := comp.compileIdentity(pl, comp.userns); err != nil {
-		return 1, err
-	}
+	comp.compileIdentity(pl)
 	comp.compileExecCheck(pl)
 	comp.compileExec(pl)
 	before := func() error {
@@ -290,6 +294,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOpts) (int, error) 
 	if err != nil {
 		return 1, err
 	}
+	mark("cloned")
 	kill := func() {
 		unix.Kill(pid, unix.SIGKILL)
 		var ws unix.WaitStatus
@@ -301,6 +306,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOpts) (int, error) 
 			return 1, fmt.Errorf("cgroup: %w", err)
 		}
 	}
+	mark("cgroup applied")
 	if p.OOMScoreAdj != nil {
 		if err := os.WriteFile(fmt.Sprintf("/proc/%d/oom_score_adj", pid), []byte(strconv.Itoa(*p.OOMScoreAdj)), 0); err != nil {
 			kill()
@@ -327,6 +333,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOpts) (int, error) 
 		}
 		return 1, err
 	}
+	mark("exec done")
 	if master != nil {
 		defer master.Close()
 		if o.ConsoleSocket != "" {

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"syscall"
@@ -16,16 +17,16 @@ const seals = unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_
 // isSealed reports whether this process runs from a binary that cannot be written through
 // /proc/self/exe: a sealed memfd, or a file on a read-only mount.
 func isSealed() bool {
-	f, err := os.Open("/proc/self/exe")
+	fd, err := unix.Open("/proc/self/exe", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return false
 	}
-	defer f.Close()
-	if s, err := unix.FcntlInt(f.Fd(), unix.F_GET_SEALS, 0); err == nil && s&seals == seals {
+	defer unix.Close(fd)
+	if s, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0); err == nil && s&seals == seals {
 		return true
 	}
 	var st unix.Statfs_t
-	return unix.Fstatfs(int(f.Fd()), &st) == nil && st.Flags&unix.ST_RDONLY != 0
+	return unix.Fstatfs(fd, &st) == nil && st.Flags&unix.ST_RDONLY != 0
 }
 
 // EnsureSealed re-executes the runtime from a read-only view of its binary unless it already
@@ -35,14 +36,16 @@ func isSealed() bool {
 // when the last process running from it exits. Where that is refused, a sealed memfd copy is
 // used. It returns only on failure or when already sealed.
 func EnsureSealed() error {
-	if os.Getenv(sealedEnv) != "" {
+	reexeced := os.Getenv(sealedEnv) != ""
+	if reexeced {
 		os.Unsetenv(sealedEnv)
-		if isSealed() {
-			return nil
-		}
 	}
 	if isSealed() {
 		return nil
+	}
+	if reexeced {
+		// Executing again would loop: the view we made is not read-only after all.
+		return errors.New("seal runtime binary: still writable after re-executing from a sealed copy")
 	}
 	fd, err := readOnlyExe()
 	if err != nil {

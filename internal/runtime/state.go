@@ -39,9 +39,48 @@ type Container struct {
 	Created     time.Time         `json:"created"`
 	Owner       string            `json:"owner"`
 	CgroupPaths map[string]string `json:"cgroup_paths"`
-	Spec        *specs.Spec       `json:"config"`
+	// Config is the container's spec (config.json, with updates), decoded by Spec on first
+	// use: start, delete, state and kill need only its hooks and annotations (meta), and
+	// decoding a whole spec costs a fresh runtime process 1-2 ms.
+	Config json.RawMessage `json:"config"`
 
-	dir string
+	spec *specs.Spec // Config decoded; set from the start for a container being created
+	meta specMeta
+	dir  string
+}
+
+// specMeta is the part of a container's spec that Load decodes.
+type specMeta struct {
+	Hooks       *specs.Hooks      `json:"hooks"`
+	Annotations map[string]string `json:"annotations"`
+}
+
+// Spec returns the container's spec, decoding Config on first use.
+func (c *Container) Spec() (*specs.Spec, error) {
+	if c.spec == nil {
+		var s specs.Spec
+		if err := json.Unmarshal(c.Config, &s); err != nil {
+			return nil, fmt.Errorf("state of %s is corrupt: %w", c.ID, err)
+		}
+		c.spec = &s
+	}
+	return c.spec, nil
+}
+
+// hooks returns the spec's hooks (nil if none) without decoding the rest of it.
+func (c *Container) hooks() *specs.Hooks {
+	if c.spec != nil {
+		return c.spec.Hooks
+	}
+	return c.meta.Hooks
+}
+
+// annotations returns the spec's annotations without decoding the rest of it.
+func (c *Container) annotations() map[string]string {
+	if c.spec != nil {
+		return c.spec.Annotations
+	}
+	return c.meta.Annotations
 }
 
 var validID = regexp.MustCompile(`^[\w+\-.]+$`)
@@ -73,10 +112,22 @@ func (r *Runtime) Load(id string) (*Container, error) {
 	if err := json.Unmarshal(data, c); err != nil {
 		return nil, fmt.Errorf("state of %s is corrupt: %w", id, err)
 	}
+	if len(c.Config) > 0 {
+		if err := json.Unmarshal(c.Config, &c.meta); err != nil {
+			return nil, fmt.Errorf("state of %s is corrupt: %w", id, err)
+		}
+	}
 	return c, nil
 }
 
 func (c *Container) save() error {
+	if c.spec != nil {
+		cfg, err := json.Marshal(c.spec)
+		if err != nil {
+			return err
+		}
+		c.Config = cfg
+	}
 	data, err := json.Marshal(c)
 	if err != nil {
 		return err
@@ -160,16 +211,22 @@ type State struct {
 	Owner   string    `json:"owner"`
 }
 
-// StateOf returns the spec state of a container.
+// StateOf returns the spec state of a container, its status worked out from the system.
 func (r *Runtime) StateOf(c *Container) State {
-	st := State{State: specs.State{Version: specs.Version, ID: c.ID, Bundle: c.Bundle}, Rootfs: c.Rootfs, Created: c.Created, Owner: c.Owner}
-	st.Status = specs.ContainerState(r.Status(c))
-	if st.Status != StatusStopped {
-		st.Pid = c.Pid
+	status := r.Status(c)
+	pid := c.Pid
+	if status == StatusStopped {
+		pid = 0
 	}
-	if c.Spec != nil {
-		st.Annotations = c.Spec.Annotations
-	}
+	return c.stateAs(status, pid)
+}
+
+// stateAs is the spec state of a container whose status and pid the caller knows (the hooks and
+// the seccomp agent of a container being made or removed).
+func (c *Container) stateAs(status string, pid int) State {
+	st := State{State: specs.State{Version: specs.Version, ID: c.ID, Bundle: c.Bundle, Status: specs.ContainerState(status), Pid: pid},
+		Rootfs: c.Rootfs, Created: c.Created, Owner: c.Owner}
+	st.Annotations = c.annotations()
 	return st
 }
 

@@ -16,7 +16,6 @@ type Builder struct {
 	exec *Exec
 	// loudFrom is the first op whose failure is also printed on stderr (0: none)
 	loudFrom int
-	Notes    []string // warnings collected while building
 }
 
 // NewBuilder starts a program whose child-created fds are numbered from firstSlot up.

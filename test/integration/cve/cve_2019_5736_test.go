@@ -34,10 +34,7 @@ func TestCVE_2019_5736_Init(t *testing.T) {
 	before := sha256File(t, runtimeBin)
 
 	id := containerID("cve-2019-5736-init")
-	if err := b.Save(); err != nil {
-		t.Fatal(err)
-	}
-	r.cleanup(id)
+	r.prepare(b, id)
 	pidFile := filepath.Join(b.Dir, "init.pid")
 	if res := r.run("create", "--pid-file", pidFile, "--bundle", b.Dir, id); res.Err != nil {
 		t.Fatalf("create: %v", res)

@@ -37,23 +37,32 @@ func checkNoEscape(t *testing.T, what string, res result, marker, content string
 	}
 }
 
-func TestCVE_2024_21626_RunCwdLeakedFD(t *testing.T) {
-	r := newRT(t)
-	marker, content := hostMarker(t)
-	b := newBundle(t, bundle.WithArgs("sh", "-c", escapeScript(marker)))
-	started := 0
-	for n := 3; n <= 20; n++ {
-		cwd := fmt.Sprintf("/proc/self/fd/%d", n)
-		b.Spec.Process.Cwd = cwd
-		res := r.runBundle(b, containerID("cve-2024-21626-run"))
+// tryLeakedFDCwds starts a process (start(cwd) runs escapeScript(marker)) with each of
+// /proc/self/fd/3..20 as its working directory, and checks every one that started.
+func tryLeakedFDCwds(t *testing.T, what, started string, marker, content string, start func(cwd string) result) {
+	t.Helper()
+	n := 0
+	for fd := 3; fd <= 20; fd++ {
+		cwd := fmt.Sprintf("/proc/self/fd/%d", fd)
+		res := start(cwd)
 		if res.Err != nil || !strings.Contains(res.Stdout, "STARTED") {
 			t.Logf("cwd %s refused: %s", cwd, strings.TrimSpace(res.Stderr))
 			continue
 		}
-		started++
-		checkNoEscape(t, "run with cwd "+cwd, res, marker, content)
+		n++
+		checkNoEscape(t, what+" "+cwd, res, marker, content)
 	}
-	t.Logf("%d of 18 containers started", started)
+	t.Logf("%d of 18 %s started", n, started)
+}
+
+func TestCVE_2024_21626_RunCwdLeakedFD(t *testing.T) {
+	r := newRT(t)
+	marker, content := hostMarker(t)
+	b := newBundle(t, bundle.WithArgs("sh", "-c", escapeScript(marker)))
+	tryLeakedFDCwds(t, "run with cwd", "containers", marker, content, func(cwd string) result {
+		b.Spec.Process.Cwd = cwd
+		return r.runBundle(b, containerID("cve-2024-21626-run"))
+	})
 }
 
 func TestCVE_2024_21626_ExecCwdLeakedFD(t *testing.T) {
@@ -62,18 +71,9 @@ func TestCVE_2024_21626_ExecCwdLeakedFD(t *testing.T) {
 	b := newBundle(t, bundle.WithArgs("sleep", "3600"))
 	id := containerID("cve-2024-21626-exec")
 	r.start(b, id)
-	started := 0
-	for n := 3; n <= 20; n++ {
-		cwd := fmt.Sprintf("/proc/self/fd/%d", n)
-		res := r.run("exec", "--cwd", cwd, id, "sh", "-c", escapeScript(marker))
-		if res.Err != nil || !strings.Contains(res.Stdout, "STARTED") {
-			t.Logf("cwd %s refused: %s", cwd, strings.TrimSpace(res.Stderr))
-			continue
-		}
-		started++
-		checkNoEscape(t, "exec --cwd "+cwd, res, marker, content)
-	}
-	t.Logf("%d of 18 exec'd processes started", started)
+	tryLeakedFDCwds(t, "exec --cwd", "exec'd processes", marker, content, func(cwd string) result {
+		return r.run("exec", "--cwd", cwd, id, "sh", "-c", escapeScript(marker))
+	})
 }
 
 // The fds above are not directories in an exec'd process; a caller-passed directory
@@ -90,10 +90,7 @@ func TestCVE_2024_21626_PreservedDirFD(t *testing.T) {
 	b := newBundle(t, bundle.WithArgs("sh", "-c", escapeScript(marker)))
 	b.Spec.Process.Cwd = "/proc/self/fd/3"
 	id := containerID("cve-2024-21626-preserve")
-	if err := b.Save(); err != nil {
-		t.Fatal(err)
-	}
-	r.cleanup(id)
+	r.prepare(b, id)
 	res := r.runExtra(extra, "run", "--preserve-fds", "1", "--bundle", b.Dir, id)
 	if res.Err == nil && strings.Contains(res.Stdout, "STARTED") {
 		checkNoEscape(t, "run --preserve-fds 1 with cwd /proc/self/fd/3", res, marker, content)
@@ -130,10 +127,7 @@ func TestCVE_2024_21626_NoLeakedFDs(t *testing.T) {
 	// create + start
 	b2 := newBundle(t, bundle.WithArgs("sleep", "3600"))
 	id2 := containerID("cve-2024-21626-fds")
-	if err := b2.Save(); err != nil {
-		t.Fatal(err)
-	}
-	r.cleanup(id2)
+	r.prepare(b2, id2)
 	pidFile := filepath.Join(b2.Dir, "pid")
 	if res := r.run("create", "--pid-file", pidFile, "--bundle", b2.Dir, id2); res.Err != nil {
 		t.Fatalf("create: %v", res)

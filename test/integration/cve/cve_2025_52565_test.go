@@ -40,10 +40,7 @@ func TestCVE_2025_52565_DevConsoleSymlink(t *testing.T) {
 			linkBefore, _ := os.Readlink(console)
 			sock := consoleSocket(t)
 			id := containerID("cve-2025-52565")
-			if err := b.Save(); err != nil {
-				t.Fatal(err)
-			}
-			r.cleanup(id)
+			r.prepare(b, id)
 			hostBefore := mountsUnder(t, "/proc")
 			res := r.run("run", "-d", "--console-socket", sock, "--bundle", b.Dir, id)
 			if d := diffMounts(hostBefore, mountsUnder(t, "/proc")); d != "" {

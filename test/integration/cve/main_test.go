@@ -62,7 +62,8 @@ func run(m *testing.M) int {
 		// A private copy: the CVE-2019-5736 test must be able to notice (and survive) a
 		// container overwriting it.
 		runtimeBin = filepath.Join(dir, "berth-runtime")
-		if setupErr = goBuild(runtimeBin, "berth/cmd/berth-runtime", "CGO_ENABLED=1"); setupErr != nil {
+		// Static, as `make build` ships it.
+		if setupErr = goBuild(runtimeBin, "berth/cmd/berth-runtime", "CGO_ENABLED=0"); setupErr != nil {
 			return report(setupErr)
 		}
 	} else if runtimeBin, err = filepath.Abs(runtimeBin); err != nil {
@@ -208,23 +209,27 @@ func (r *rt) cleanup(id string) {
 	})
 }
 
-// runBundle runs the bundle's container to completion (foreground) and returns what it printed.
-func (r *rt) runBundle(b *bundle.Bundle, id string) result {
+// prepare saves the bundle's config.json and registers delete -f of container id at the end of
+// the test.
+func (r *rt) prepare(b *bundle.Bundle, id string) {
 	r.t.Helper()
 	if err := b.Save(); err != nil {
 		r.t.Fatal(err)
 	}
 	r.cleanup(id)
+}
+
+// runBundle runs the bundle's container to completion (foreground) and returns what it printed.
+func (r *rt) runBundle(b *bundle.Bundle, id string) result {
+	r.t.Helper()
+	r.prepare(b, id)
 	return r.run("run", "--bundle", b.Dir, id)
 }
 
 // start creates and starts a detached container and returns its init's pid.
 func (r *rt) start(b *bundle.Bundle, id string) int {
 	r.t.Helper()
-	if err := b.Save(); err != nil {
-		r.t.Fatal(err)
-	}
-	r.cleanup(id)
+	r.prepare(b, id)
 	pidFile := filepath.Join(b.Dir, id+".pid")
 	if res := r.run("run", "-d", "--pid-file", pidFile, "--bundle", b.Dir, id); res.Err != nil {
 		r.t.Fatalf("run -d %s: %v", id, res)

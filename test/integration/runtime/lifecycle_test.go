@@ -43,7 +43,8 @@ func TestLifecycle(t *testing.T) {
 	for _, sig := range []string{"TERM", "SIGKILL", "9", "KILL"} {
 		t.Run("kill-"+sig, func(t *testing.T) {
 			e := newEnv(t)
-			c := e.ctr(bundle.WithArgs(trapTerm...))
+			c := e.ctr(bundle.WithArgs(trapTerm...),
+				bundle.WithSpec(func(s *specs.Spec) { s.Annotations = map[string]string{"org.berth.test": "lifecycle"} }))
 			pidFile := filepath.Join(t.TempDir(), "init.pid")
 			out, err := os.Create(filepath.Join(t.TempDir(), "stdout"))
 			if err != nil {
@@ -59,6 +60,9 @@ func TestLifecycle(t *testing.T) {
 			}
 			if st.OCIVersion == "" || st.Created.IsZero() || time.Since(st.Created) > time.Minute {
 				t.Errorf("state after create: ociVersion %q created %v", st.OCIVersion, st.Created)
+			}
+			if st.Annotations["org.berth.test"] != "lifecycle" {
+				t.Errorf("state after create: annotations %v, want the spec's", st.Annotations)
 			}
 			if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err != nil {
 				t.Errorf("init pid %d: %v", pid, err)
@@ -137,8 +141,7 @@ func TestRunExitStatus(t *testing.T) {
 	})
 	t.Run("killed-from-outside", func(t *testing.T) {
 		c := e.ctr(bundle.WithArgs("sleep", "1000"))
-		done := make(chan result, 1)
-		go func() { done <- c.run() }()
+		wait := runInBackground(t, e.command("run", "--bundle", c.b.Dir, c.id))
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			if r := e.berth("state", c.id); r.Code == 0 && strings.Contains(r.Stdout, `"running"`) {
@@ -150,13 +153,8 @@ func TestRunExitStatus(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		ok(t, e.berth("kill", c.id, "KILL"))
-		select {
-		case r := <-done:
-			if r.Code != 137 {
-				t.Errorf("run of a container killed with SIGKILL: exit %d, want 137: %s", r.Code, r)
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatal("run did not return after its container was killed")
+		if r := wait(20*time.Second, "run did not return after its container was killed"); r.Code != 137 {
+			t.Errorf("run of a container killed with SIGKILL: exit %d, want 137: %s", r.Code, r)
 		}
 	})
 }

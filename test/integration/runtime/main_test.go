@@ -104,7 +104,7 @@ func testMain(m *testing.M) int {
 		goTool = "/usr/local/go/bin/go"
 	}
 	build := exec.Command(goTool, "build", "-o", berthBin, "berth/cmd/berth-runtime")
-	build.Env = append(os.Environ(), "CGO_ENABLED=1")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as `make build` ships it
 	if out, err := build.CombinedOutput(); err != nil {
 		setupErr = fmt.Errorf("go build berth/cmd/berth-runtime: %v\n%s", err, out)
 		return m.Run()
@@ -375,6 +375,23 @@ func runCmd(t testing.TB, cmd *exec.Cmd) result {
 		t.Errorf("%v: %v", cmd.Args, err)
 	}
 	return res
+}
+
+// runInBackground runs cmd as runCmd does, on another goroutine. The function it returns waits
+// for the result; if none comes within timeout the test fails with the message given.
+func runInBackground(t testing.TB, cmd *exec.Cmd) (wait func(timeout time.Duration, fatal string) result) {
+	done := make(chan result, 1)
+	go func() { done <- runCmd(t, cmd) }()
+	return func(timeout time.Duration, fatal string) result {
+		t.Helper()
+		select {
+		case r := <-done:
+			return r
+		case <-time.After(timeout):
+			t.Fatal(fatal)
+			return result{}
+		}
+	}
 }
 
 // ok fails the test unless r succeeded.

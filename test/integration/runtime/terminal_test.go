@@ -43,9 +43,7 @@ func TestTerminalRunConsoleSocket(t *testing.T) {
 	e := newEnv(t)
 	c := e.ctr(bundle.WithTerminal(true), bundle.WithArgs("sh", "-c", "read line; echo got:$line; exit 5"))
 	cs := newConsoleSocket(t)
-	cmd := e.command("run", "--bundle", c.b.Dir, "--console-socket", cs.path, c.id)
-	done := make(chan result, 1)
-	go func() { done <- runCmd(t, cmd) }()
+	wait := runInBackground(t, e.command("run", "--bundle", c.b.Dir, "--console-socket", cs.path, c.id))
 	master := cs.receive(t)
 	if _, err := master.Write([]byte("hello\n")); err != nil {
 		t.Fatal(err)
@@ -57,13 +55,8 @@ func TestTerminalRunConsoleSocket(t *testing.T) {
 	if !strings.Contains(out, "got:hello") {
 		t.Errorf("pty output %q", out)
 	}
-	select {
-	case r := <-done:
-		if r.Code != 5 {
-			t.Errorf("run with a terminal: exit %d, want 5: %s", r.Code, r)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("run did not return")
+	if r := wait(20*time.Second, "run did not return"); r.Code != 5 {
+		t.Errorf("run with a terminal: exit %d, want 5: %s", r.Code, r)
 	}
 }
 
