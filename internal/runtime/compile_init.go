@@ -114,9 +114,8 @@ func (c *compiler) compileInit(pl *processPlan, o CreateOpts, run bool) (uintptr
 	if run {
 		b.Special("wait for start", child.KindReadByte, uintptr(c.syncFD), buf)
 	} else {
-		_, fifo := b.SysFD("wait for start (open exec fifo)", unix.SYS_OPENAT, uintptr(c.stateDir), b.Str(execFifo), unix.O_WRONLY|unix.O_CLOEXEC, 0)
-		b.Sys("write exec fifo", unix.SYS_WRITE, uintptr(fifo), b.Str("0"), 1)
-		b.Close(fifo)
+		// Not through a slot: RLIMIT_NOFILE may be below the slots by now.
+		b.Special("wait for start (open and write exec fifo)", child.KindWriteByteAt, uintptr(c.stateDir), b.Str(execFifo), b.Str("0"))
 	}
 	c.compileExec(pl)
 	return flags, hookWait, nil

@@ -222,9 +222,9 @@ func (c *compiler) compileExecCheck(pl *processPlan) {
 		if !last {
 			b.Ignore(op, 4, unix.ENOENT, unix.ENOTDIR, unix.EACCES)
 		}
-		_, fd := b.SysFD(notFound, unix.SYS_OPENAT, child.AtFDCWD, b.Str(cand), unix.O_PATH|unix.O_CLOEXEC, 0)
-		b.Special(fmt.Sprintf("exec %s: is a directory", cand), child.KindFailIfMode, uintptr(fd), unix.S_IFDIR)
-		b.Close(fd)
+		// By path, not through an fd: the program's fd slots may be above a lowered
+		// RLIMIT_NOFILE by now.
+		b.Special(fmt.Sprintf("exec %s: is a directory", cand), child.KindFailIfPathMode, b.Str(cand), unix.S_IFDIR)
 		skips = append(skips, b.Special("found "+cand, child.KindSkip, 0))
 	}
 	for _, sk := range skips {

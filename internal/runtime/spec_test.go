@@ -86,7 +86,7 @@ func TestCompileInitProgram(t *testing.T) {
 	descs := strings.Join(c.b.Descriptions(), "\n")
 	for _, want := range []string{"mount proc on /proc", "mount sysfs on /sys", "create device /dev/null", "mask /proc/kcore",
 		"make /proc/sys read-only", "pivot_root", "make rootfs read-only", "set RLIMIT_NOFILE", "drop CAP_SYS_ADMIN from the bounding set",
-		"set no_new_privs", "wait for start (open exec fifo)", "exec /usr/local/sbin/sh", "exec /bin/sh",
+		"set no_new_privs", "wait for start (open and write exec fifo)", "exec /usr/local/sbin/sh", "exec /bin/sh",
 		"check that / is inside the container", "bind /sys/fs/cgroup/memory/x on /sys/fs/cgroup/memory", "symlink /sys/fs/cgroup/cpu"} {
 		if !strings.Contains(descs, want) {
 			t.Errorf("program lacks %q", want)

@@ -37,6 +37,14 @@ const (
 	KindFailIfMode
 	// KindFailIfFSType fstatfs()s fd Args[0] and fails if f_type == Args[1].
 	KindFailIfFSType
+	// KindFailIfPathMode stat()s the path at Args[0] (following symlinks) and fails if
+	// (st_mode & S_IFMT) == Args[1]. It needs no fd, so it works after RLIMIT_NOFILE is
+	// lowered below the program's fd slots.
+	KindFailIfPathMode
+	// KindWriteByteAt opens the path at Args[1] relative to fd Args[0] with O_WRONLY|O_CLOEXEC
+	// (blocking on a FIFO until a reader opens it), writes the byte at Args[2] and closes it.
+	// The fd stays in the kernel's lowest free slot, so it works under any RLIMIT_NOFILE.
+	KindWriteByteAt
 )
 
 // Op is one step of the child's program. Its layout is plain data: the child only reads it.
@@ -132,6 +140,16 @@ func Run(p *Exec) {
 			}
 			p.sigset = 0
 			_, _, errno = syscall.RawSyscall6(syscall.SYS_RT_SIGPROCMASK, 2 /* SIG_SETMASK */, uintptr(unsafe.Pointer(&p.sigset)), 0, 8, 0, 0)
+		case KindWriteByteAt:
+			var fd uintptr
+			fd, _, errno = syscall.RawSyscall6(syscall.SYS_OPENAT, op.Args[0], op.Args[1], syscall.O_WRONLY|syscall.O_CLOEXEC, 0, 0, 0)
+			if errno == 0 {
+				r1, _, errno = syscall.RawSyscall(syscall.SYS_WRITE, fd, op.Args[2], 1)
+				if errno == 0 && r1 != 1 {
+					errno = syscall.EPIPE
+				}
+				syscall.RawSyscall(syscall.SYS_CLOSE, fd, 0, 0)
+			}
 		case KindReadByte:
 			r1, _, errno = syscall.RawSyscall(syscall.SYS_READ, op.Args[0], op.Args[1], 1)
 			if errno == 0 && r1 != 1 {
@@ -142,6 +160,11 @@ func Run(p *Exec) {
 			continue
 		case KindFailIfMode:
 			_, _, errno = syscall.RawSyscall(syscall.SYS_FSTAT, op.Args[0], uintptr(unsafe.Pointer(&p.stat)), 0)
+			if errno == 0 && uintptr(p.stat.Mode&syscall.S_IFMT) == op.Args[1] {
+				errno = errCheck
+			}
+		case KindFailIfPathMode:
+			_, _, errno = syscall.RawSyscall6(syscall.SYS_NEWFSTATAT, AtFDCWD, op.Args[0], uintptr(unsafe.Pointer(&p.stat)), 0, 0, 0)
 			if errno == 0 && uintptr(p.stat.Mode&syscall.S_IFMT) == op.Args[1] {
 				errno = errCheck
 			}
