@@ -21,6 +21,11 @@ var (
 	// ErrCorrupt: stored or received data does not match its digest or
 	// format; the operation was refused and nothing was kept (400 on input).
 	ErrCorrupt = errors.New("corrupt data")
+	// ErrNotModified: the object is already in the asked state (304: start of
+	// a running container, stop of a stopped one).
+	ErrNotModified = errors.New("not modified")
+	// ErrForbidden: the operation is not allowed on this object (403).
+	ErrForbidden = errors.New("forbidden")
 )
 
 type kindError struct {
@@ -55,6 +60,12 @@ func Invalid(format string, a ...any) error { return newf(ErrInvalid, nil, forma
 
 // Corrupt returns an error of kind ErrCorrupt with the formatted message.
 func Corrupt(format string, a ...any) error { return newf(ErrCorrupt, nil, format, a...) }
+
+// NotModified returns an error of kind ErrNotModified with the formatted message.
+func NotModified(format string, a ...any) error { return newf(ErrNotModified, nil, format, a...) }
+
+// Forbidden returns an error of kind ErrForbidden with the formatted message.
+func Forbidden(format string, a ...any) error { return newf(ErrForbidden, nil, format, a...) }
 
 // InvalidWrap marks err as invalid input, keeping its chain: "msg: err".
 func InvalidWrap(err error, format string, a ...any) error {
