@@ -1,0 +1,313 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/events"
+	"github.com/moby/moby/api/types/network"
+	"golang.org/x/sys/unix"
+
+	"berth/internal/errdefs"
+	"berth/internal/image"
+	"berth/internal/oci"
+)
+
+// CreateRequest is POST /containers/create.
+type CreateRequest struct {
+	Name       string
+	Config     *container.Config
+	HostConfig *container.HostConfig
+	Networking *network.NetworkingConfig
+}
+
+// CreateResult is the new container's ID and the warnings for the user.
+type CreateResult struct {
+	ID       string
+	Warnings []string
+}
+
+// Create makes a container: resolves the image, merges its config, validates everything
+// that can be validated before start, prepares and mounts the container's snapshot,
+// creates its volumes and writes its record. On any error nothing is left behind.
+func (d *Daemon) Create(ctx context.Context, req CreateRequest) (res CreateResult, err error) {
+	if req.Config == nil {
+		return res, errdefs.Invalid("config cannot be empty in order to create a container")
+	}
+	cfg := *req.Config
+	hc := &container.HostConfig{}
+	if req.HostConfig != nil {
+		h := *req.HostConfig
+		hc = &h
+	}
+	if cfg.Image == "" {
+		return res, errdefs.Invalid("no image specified")
+	}
+	im, err := d.images.Resolve(cfg.Image)
+	if err != nil {
+		return res, err
+	}
+	imgCfg, err := d.imageConfig(im)
+	if err != nil {
+		return res, err
+	}
+	mergeImageConfig(&cfg, imgCfg)
+	if len(cfg.Entrypoint) == 0 && len(cfg.Cmd) == 0 {
+		return res, errdefs.Invalid("no command specified")
+	}
+	if err := d.defaultHostConfig(hc); err != nil {
+		return res, err
+	}
+	if err := oci.Validate(&cfg, hc, nil); err != nil {
+		return res, err
+	}
+	warnings := oci.Adapt(hc, nil)
+	if hc.AutoRemove && hc.RestartPolicy.Name != "" && hc.RestartPolicy.Name != container.RestartPolicyDisabled {
+		return res, errdefs.Invalid("can't create 'AutoRemove' container with restart policy")
+	}
+	mounts, err := parseMounts(&cfg, hc)
+	if err != nil {
+		return res, err
+	}
+
+	c := &Container{
+		ID:         newID(),
+		Created:    time.Now().UTC(),
+		Config:     &cfg,
+		HostConfig: hc,
+		Image:      im.ID.String(),
+		ImageName:  req.Config.Image,
+		State:      State{Status: container.StateCreated},
+		execs:      map[string]*Exec{},
+	}
+	c.Path, c.Args = commandOf(&cfg)
+	if cfg.Hostname == "" && hc.NetworkMode != "host" && !hc.NetworkMode.IsContainer() {
+		cfg.Hostname = ShortID(c.ID)
+	}
+	d.mu.Lock()
+	name := req.Name
+	if name == "" {
+		name = d.generateName()
+	}
+	if err := d.reserveName(name, c.ID); err != nil {
+		d.mu.Unlock()
+		return res, err
+	}
+	c.Name = "/" + strings.TrimPrefix(name, "/")
+	d.mu.Unlock()
+
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+			d.mu.Lock()
+			delete(d.names, c.Name)
+			d.mu.Unlock()
+		}
+	}()
+	dir := c.dir(d)
+	if err = os.Mkdir(dir, 0o710); err != nil {
+		return res, fmt.Errorf("create container directory: %w", err)
+	}
+	undo = append(undo, func() { os.RemoveAll(dir) })
+	if err = d.images.AddLease(image.Lease{ID: c.ID, Image: im.ID, Snapshot: c.ID}); err != nil {
+		return res, err
+	}
+	undo = append(undo, func() { d.images.RemoveLease(c.ID) })
+	if _, err = d.images.Snaps.Prepare(ctx, c.ID, im.TopLayer()); err != nil {
+		return res, fmt.Errorf("prepare rootfs: %w", err)
+	}
+	undo = append(undo, func() { d.images.Snaps.Remove(c.ID) })
+	c.Rootfs = filepath.Join(dir, "rootfs")
+	if err = os.Mkdir(c.Rootfs, 0o755); err != nil {
+		return res, err
+	}
+	if err = d.images.Snaps.Mount(c.ID, c.Rootfs); err != nil {
+		return res, fmt.Errorf("mount rootfs: %w", err)
+	}
+	undo = append(undo, func() { unix.Unmount(c.Rootfs, unix.MNT_DETACH) })
+	created, err := d.createVolumes(ctx, c, mounts)
+	undo = append(undo, func() { d.removeVolumes(created) })
+	if err != nil {
+		return res, err
+	}
+	c.Mounts = mounts
+	if hc.LogConfig.Type == "json-file" || hc.LogConfig.Type == "local" {
+		c.LogPath = filepath.Join(dir, c.ID+"-json.log")
+	}
+	if err = d.writeNetworkFiles(c); err != nil {
+		return res, err
+	}
+	c.mu.Lock()
+	err = c.save(d)
+	c.mu.Unlock()
+	if err != nil {
+		return res, err
+	}
+	d.mu.Lock()
+	d.containers[c.ID] = c
+	d.mu.Unlock()
+	d.containerEvent(c, events.ActionCreate, nil)
+	if warnings == nil {
+		warnings = []string{}
+	}
+	return CreateResult{ID: c.ID, Warnings: warnings}, nil
+}
+
+// removeLeftoverCreate removes what a create that died half-way left: the mount, the
+// snapshot, the lease and the directory.
+func (d *Daemon) removeLeftoverCreate(id string) {
+	dir := filepath.Join(d.root, "containers", id)
+	unix.Unmount(filepath.Join(dir, "rootfs"), unix.MNT_DETACH)
+	d.images.Snaps.Remove(id)
+	d.images.RemoveLease(id)
+	os.RemoveAll(dir)
+}
+
+// imageConfig reads an image's config with Docker's extensions (healthcheck, shell).
+func (d *Daemon) imageConfig(im *image.Image) (*dockerspec.DockerOCIImageConfig, error) {
+	b, err := d.images.Content.ReadAll(im.Manifest.Config.Digest, 32<<20)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: config: %w", im.ID, err)
+	}
+	var doc dockerspec.DockerOCIImage
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("image %s: config: %w", im.ID, err)
+	}
+	return &doc.Config, nil
+}
+
+// mergeImageConfig folds the image's config into the container's, as dockerd does: the
+// user's values win, lists of ports, volumes and labels are joined, environment variables
+// are overridden by name.
+func mergeImageConfig(c *container.Config, im *dockerspec.DockerOCIImageConfig) {
+	if c.User == "" {
+		c.User = im.User
+	}
+	if len(im.ExposedPorts) > 0 {
+		if c.ExposedPorts == nil {
+			c.ExposedPorts = network.PortSet{}
+		}
+		for p := range im.ExposedPorts {
+			if port, err := network.ParsePort(p); err == nil {
+				if _, ok := c.ExposedPorts[port]; !ok {
+					c.ExposedPorts[port] = struct{}{}
+				}
+			}
+		}
+	}
+	if len(c.Env) == 0 {
+		c.Env = slices.Clone(im.Env)
+	} else {
+		var env []string
+		for _, ie := range im.Env {
+			k, _, _ := strings.Cut(ie, "=")
+			if !slices.ContainsFunc(c.Env, func(e string) bool { ek, _, _ := strings.Cut(e, "="); return ek == k }) {
+				env = append(env, ie)
+			}
+		}
+		c.Env = append(env, c.Env...)
+	}
+	if len(im.Labels) > 0 {
+		labels := map[string]string{}
+		for k, v := range im.Labels {
+			labels[k] = v
+		}
+		for k, v := range c.Labels {
+			labels[k] = v
+		}
+		c.Labels = labels
+	}
+	if len(c.Entrypoint) == 0 {
+		if len(c.Cmd) == 0 {
+			c.Cmd = slices.Clone(im.Cmd)
+		}
+		if c.Entrypoint == nil {
+			c.Entrypoint = slices.Clone(im.Entrypoint)
+		}
+	}
+	if c.Healthcheck == nil {
+		c.Healthcheck = im.Healthcheck
+	} else if len(c.Healthcheck.Test) == 0 && im.Healthcheck != nil {
+		h := *c.Healthcheck
+		h.Test = im.Healthcheck.Test
+		if h.Interval == 0 {
+			h.Interval = im.Healthcheck.Interval
+		}
+		if h.Timeout == 0 {
+			h.Timeout = im.Healthcheck.Timeout
+		}
+		if h.StartPeriod == 0 {
+			h.StartPeriod = im.Healthcheck.StartPeriod
+		}
+		if h.Retries == 0 {
+			h.Retries = im.Healthcheck.Retries
+		}
+		c.Healthcheck = &h
+	}
+	if c.WorkingDir == "" {
+		c.WorkingDir = im.WorkingDir
+	}
+	if len(im.Volumes) > 0 {
+		if c.Volumes == nil {
+			c.Volumes = map[string]struct{}{}
+		}
+		for v := range im.Volumes {
+			c.Volumes[v] = struct{}{}
+		}
+	}
+	if c.StopSignal == "" {
+		c.StopSignal = im.StopSignal
+	}
+	if len(c.Shell) == 0 {
+		c.Shell = im.Shell
+	}
+	if len(c.Entrypoint) == 1 && c.Entrypoint[0] == "" {
+		c.Entrypoint = nil
+	}
+}
+
+// commandOf is the container's Path and Args.
+func commandOf(c *container.Config) (string, []string) {
+	argv := append(slices.Clone([]string(c.Entrypoint)), c.Cmd...)
+	if len(argv) == 0 {
+		return "", nil
+	}
+	return argv[0], argv[1:]
+}
+
+// defaultHostConfig fills what the user left out with the daemon's defaults.
+func (d *Daemon) defaultHostConfig(hc *container.HostConfig) error {
+	if hc.LogConfig.Type == "" {
+		hc.LogConfig.Type = d.cfg.LogDriver
+		if len(hc.LogConfig.Config) == 0 && len(d.cfg.LogOpts) > 0 {
+			hc.LogConfig.Config = map[string]string{}
+			for k, v := range d.cfg.LogOpts {
+				hc.LogConfig.Config[k] = v
+			}
+		}
+	}
+	if err := checkLogConfig(hc.LogConfig.Type, hc.LogConfig.Config); err != nil {
+		return errdefs.InvalidWrap(err, "invalid log config")
+	}
+	if hc.NetworkMode == "" || hc.NetworkMode == "default" {
+		hc.NetworkMode = "bridge"
+	}
+	if hc.RestartPolicy.Name == "" {
+		hc.RestartPolicy.Name = container.RestartPolicyDisabled
+	}
+	if hc.ShmSize == 0 && d.cfg.DefaultShmSize != "" {
+		hc.ShmSize, _ = ramInBytes(d.cfg.DefaultShmSize)
+	}
+	return nil
+}

@@ -1,0 +1,117 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	imagespec "github.com/moby/docker-image-spec/specs-go/v1"
+	"github.com/moby/moby/api/types/container"
+	dockerspec "github.com/moby/moby/api/types/image"
+	"github.com/moby/moby/api/types/volume"
+
+	"berth/internal/image"
+)
+
+// ImageConfig reads an image's whole config document with Docker's extensions.
+func (d *Daemon) ImageConfig(im *image.Image) (*imagespec.DockerOCIImage, error) {
+	b, err := d.images.Content.ReadAll(im.Manifest.Config.Digest, 32<<20)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: config: %w", im.ID, err)
+	}
+	var doc imagespec.DockerOCIImage
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("image %s: config: %w", im.ID, err)
+	}
+	return &doc, nil
+}
+
+// ImageUsers counts the containers of each image ID.
+func (d *Daemon) ImageUsers() map[string]int {
+	out := map[string]int{}
+	for _, c := range d.List() {
+		out[c.Image]++
+	}
+	return out
+}
+
+// ContainerRef names a container and whether it runs.
+type ContainerRef struct {
+	ID      string
+	Running bool
+}
+
+// ContainersUsing lists the containers made from an image, running ones first.
+func (d *Daemon) ContainersUsing(imageID string) []ContainerRef {
+	var running, stopped []ContainerRef
+	for _, c := range d.List() {
+		c.mu.Lock()
+		if c.Image == imageID {
+			if c.State.Running {
+				running = append(running, ContainerRef{c.ID, true})
+			} else {
+				stopped = append(stopped, ContainerRef{c.ID, false})
+			}
+		}
+		c.mu.Unlock()
+	}
+	return append(running, stopped...)
+}
+
+// DiskUsage is GET /system/df in the shape API 1.51 clients read.
+type DiskUsage struct {
+	LayersSize int64
+	Images     []dockerspec.Summary
+	Containers []container.Summary
+	Volumes    []volume.Volume
+	BuildCache []struct{}
+}
+
+// DiskUsage computes system df.
+func (d *Daemon) DiskUsage(ctx context.Context) (*DiskUsage, error) {
+	u, err := d.images.DiskUsage()
+	if err != nil {
+		return nil, err
+	}
+	out := &DiskUsage{LayersSize: u.LayersSize, Images: []dockerspec.Summary{}, BuildCache: []struct{}{}}
+	ims, err := d.images.List()
+	if err != nil {
+		return nil, err
+	}
+	byID := map[string]image.ImageUsage{}
+	for _, iu := range u.Images {
+		byID[iu.ID.String()] = iu
+	}
+	users := d.ImageUsers()
+	for _, im := range ims {
+		s := dockerspec.Summary{
+			ID:          im.ID.String(),
+			ParentID:    im.Parent.String(),
+			RepoTags:    familiarRefs(im.RepoTags),
+			RepoDigests: familiarRefs(im.RepoDigests),
+			Size:        im.Size,
+			SharedSize:  byID[im.ID.String()].SharedSize,
+			Labels:      im.Config.Config.Labels,
+			Containers:  int64(users[im.ID.String()]),
+		}
+		if im.Config.Created != nil {
+			s.Created = im.Config.Created.Unix()
+		}
+		out.Images = append(out.Images, s)
+	}
+	if out.Containers, err = d.ListSummaries(ctx, ListOptions{All: true, Size: true}); err != nil {
+		return nil, err
+	}
+	if out.Volumes, err = d.volumeUsage(ctx); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func familiarRefs(refs []string) []string {
+	out := []string{}
+	for _, r := range refs {
+		out = append(out, image.Familiar(r))
+	}
+	return out
+}
