@@ -1,0 +1,366 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"berth/test/bundle"
+	"berth/test/engine"
+	"berth/test/imagetest"
+)
+
+// baseImage is the busybox image every test may use; the daemon's cleanup keeps it.
+const baseImage = "busybox:berth-cli"
+
+// testDaemon is the daemon the tests drive, as berth sees it.
+type testDaemon struct {
+	// Host is its address, for -H and BERTH_HOST.
+	Host string
+	// Env is the environment berth runs in against it.
+	Env []string
+	// baseID is the ID of baseImage.
+	baseID string
+	// stop stops it and returns what was left behind.
+	stop func() []string
+}
+
+var (
+	daemonOnce sync.Once
+	theDaemon  *testDaemon
+	daemonErr  error
+)
+
+// daemon is the package's daemon, started by the first test that needs it, with
+// baseImage in it. At the end of the test it removes what the test made.
+func daemon(t *testing.T) *testDaemon {
+	t.Helper()
+	if os.Getenv("BERTH_CLI_TEST_HOST") == "" {
+		requireTools(t, "dockerd", "containerd")
+	}
+	requireTools(t, "busybox", "tar")
+	daemonOnce.Do(func() { theDaemon, daemonErr = startDaemon(t) })
+	if daemonErr != nil {
+		t.Fatalf("daemon: %v", daemonErr)
+	}
+	if theDaemon == nil {
+		t.Fatal("daemon: it did not start (see the first test's log)")
+	}
+	t.Cleanup(func() { theDaemon.reset(t) })
+	return theDaemon
+}
+
+// stopDaemon stops the package's daemon, when it was started, and lists what was left.
+func stopDaemon() []string {
+	if theDaemon == nil || theDaemon.stop == nil {
+		return nil
+	}
+	return theDaemon.stop()
+}
+
+// startDaemon is the one place that says which daemon the tests drive: a private dockerd
+// (test/engine) in the package's directory, or the daemon at $BERTH_CLI_TEST_HOST (a berthd
+// started by hand: "unix:///path/berth.sock"), which the tests then share and leave as they
+// found it.
+func startDaemon(t *testing.T) (*testDaemon, error) {
+	if host := os.Getenv("BERTH_CLI_TEST_HOST"); host != "" {
+		return useDaemon(t, host)
+	}
+	cg, removeCgroups, err := newCgroupParent()
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(work, "d")
+	// WaitReady runs the CLI it is given: berth itself, with DOCKER_HOST set by engine.
+	ed, err := engine.StartDockerd(engine.DockerdOptions{Dir: dir, Docker: berthBin, StorageDriver: "overlay2", CgroupParent: cg})
+	if err != nil {
+		removeCgroups()
+		return nil, fmt.Errorf("dockerd: %w", err)
+	}
+	d := &testDaemon{
+		Host: "unix://" + ed.Socket,
+		Env:  engine.BaseEnv("BERTH_HOST=unix://"+ed.Socket, "BERTH_CONFIG="+filepath.Join(work, "config")),
+	}
+	d.stop = func() []string {
+		var problems []string
+		if out, err := d.quiet("ps", "-aq"); err == nil && strings.TrimSpace(out) != "" {
+			problems = append(problems, "containers left: "+strings.Join(strings.Fields(out), " "))
+			d.quiet(append([]string{"rm", "-f", "-v"}, strings.Fields(out)...)...)
+		}
+		if ed.Stop(40 * time.Second) {
+			problems = append(problems, fmt.Sprintf("dockerd (pid %d) did not exit 40s after SIGTERM: killed it", ed.PID()))
+		}
+		for _, pid := range engine.AwaitProcessesGone(dir, 15*time.Second) {
+			problems = append(problems, fmt.Sprintf("process %d left: %s: killed it", pid, engine.Cmdline(pid)))
+			unix.Kill(pid, unix.SIGKILL)
+		}
+		if left, _ := engine.MountsUnder(dir); len(left) > 0 {
+			problems = append(problems, fmt.Sprintf("mounts left: %q", left))
+		}
+		if _, err := ed.Remove(); err != nil {
+			problems = append(problems, fmt.Sprintf("remove %s: %v", dir, err))
+		}
+		return append(problems, removeCgroups()...)
+	}
+	if v, err := ed.WaitReady(context.Background(), 60*time.Second, "version", "--format", "{{.Server.Version}}"); err != nil {
+		problems := d.stop()
+		return nil, fmt.Errorf("not ready: %v %q\n%s", err, problems, ed.LogTail(4000))
+	} else {
+		t.Logf("dockerd %s ready on %s", strings.TrimSpace(v), d.Host)
+	}
+	if err := d.importBase(t); err != nil {
+		d.stop()
+		return nil, err
+	}
+	return d, nil
+}
+
+// useDaemon drives an already running daemon at host.
+func useDaemon(t *testing.T, host string) (*testDaemon, error) {
+	d := &testDaemon{
+		Host: host,
+		Env:  engine.BaseEnv("BERTH_HOST="+host, "BERTH_CONFIG="+filepath.Join(work, "config")),
+	}
+	if err := d.importBase(t); err != nil {
+		return nil, err
+	}
+	d.stop = func() []string {
+		if _, err := d.quiet("rmi", baseImage); err != nil {
+			return []string{fmt.Sprintf("remove %s: %v", baseImage, err)}
+		}
+		return nil
+	}
+	return d, nil
+}
+
+// importBase makes baseImage from the host's busybox (`berth import`).
+func (d *testDaemon) importBase(t *testing.T) error {
+	rootfs := filepath.Join(work, "rootfs")
+	if err := os.Mkdir(rootfs, 0o755); err != nil {
+		return err
+	}
+	imagetest.BusyboxRootfs(t, rootfs)
+	tarball := filepath.Join(work, "rootfs.tar")
+	imagetest.TarDir(t, rootfs, tarball)
+	r := d.berth(t, "import", tarball, baseImage)
+	if r.code != 0 {
+		return fmt.Errorf("berth import: %v", r)
+	}
+	d.baseID = strings.TrimSpace(r.stdout)
+	return nil
+}
+
+// reset removes the containers, images (but baseImage), volumes and networks a test made,
+// and fails the test when any is left.
+func (d *testDaemon) reset(t *testing.T) {
+	t.Helper()
+	list := func(args ...string) []string {
+		out, err := d.quiet(args...)
+		if err != nil {
+			t.Errorf("berth %s: %v", strings.Join(args, " "), err)
+		}
+		return strings.Fields(out)
+	}
+	if ids := list("ps", "-aq", "--no-trunc"); len(ids) > 0 {
+		d.quiet(append([]string{"rm", "-f", "-v"}, ids...)...)
+	}
+	var imgs []string
+	for _, id := range list("images", "-aq", "--no-trunc") {
+		if id != d.baseID {
+			imgs = append(imgs, id)
+		}
+	}
+	if len(imgs) > 0 {
+		d.quiet(append([]string{"rmi", "-f"}, imgs...)...)
+	}
+	// Other tags of the base image.
+	for _, ref := range list("images", "--format", "{{.Repository}}:{{.Tag}}") {
+		if ref != baseImage && ref != "<none>:<none>" {
+			d.quiet("rmi", ref)
+		}
+	}
+	if vols := list("volume", "ls", "-q"); len(vols) > 0 {
+		d.quiet(append([]string{"volume", "rm", "-f"}, vols...)...)
+	}
+	d.quiet("network", "prune", "-f")
+
+	if left := list("ps", "-aq"); len(left) > 0 {
+		t.Errorf("containers left after the test: %q", left)
+	}
+	if left := list("images", "--format", "{{.Repository}}:{{.Tag}}"); len(left) != 1 || left[0] != baseImage {
+		t.Errorf("images after the test: %q, want only %s", left, baseImage)
+	}
+	if left := list("volume", "ls", "-q"); len(left) > 0 {
+		t.Errorf("volumes left after the test: %q", left)
+	}
+}
+
+// newCgroupParent makes the cgroup path dockerd puts its containers under, nested under the
+// test process's own cgroups in every hierarchy, and returns the removal of everything
+// under it (and of the intermediate directories it made), which reports what was left.
+func newCgroupParent() (string, func() []string, error) {
+	hs, err := cgroupHierarchies()
+	if err != nil {
+		return "", nil, err
+	}
+	if len(hs) == 0 {
+		return "", nil, fmt.Errorf("no cgroup hierarchy mounted")
+	}
+	base := ""
+	for _, h := range hs {
+		if len(h.own) > len(base) {
+			base = h.own
+		}
+	}
+	for _, h := range hs {
+		if !isUnder(base, h.own) {
+			return "", nil, fmt.Errorf("our cgroups are not nested in each other (%s vs %s)", h.own, base)
+		}
+	}
+	p := fmt.Sprintf("%s/berth-cli-%d-%d", strings.TrimSuffix(base, "/"), os.Getpid(), cgroupSeq.Add(1))
+	var created []string
+	for _, h := range hs {
+		for d := h.dir(p); d != h.dir(h.own) && strings.HasPrefix(d, h.mountpoint+"/"); d = filepath.Dir(d) {
+			if _, err := os.Stat(d); err == nil {
+				break
+			}
+			created = append(created, d)
+		}
+	}
+	remove := func() []string {
+		var problems []string
+		for _, h := range hs {
+			problems = append(problems, removeCgroupTree(h.dir(p))...)
+		}
+		sort.Slice(created, func(i, j int) bool { return len(created[i]) > len(created[j]) })
+		for _, d := range created {
+			// Another user may have made cgroups in a shared ancestor meanwhile: it stays.
+			if err := unix.Rmdir(d); err != nil && err != unix.ENOENT && err != unix.EBUSY && err != unix.ENOTEMPTY {
+				problems = append(problems, fmt.Sprintf("remove cgroup %s: %v", d, err))
+			}
+		}
+		return problems
+	}
+	return p, remove, nil
+}
+
+var cgroupSeq atomic.Int64
+
+// removeCgroupTree removes dir and its sub-cgroups; a process still inside is a leak,
+// reported and killed (it is one of this package's containers).
+func removeCgroupTree(dir string) []string {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var problems []string
+	for _, e := range entries {
+		if e.IsDir() {
+			problems = append(problems, removeCgroupTree(filepath.Join(dir, e.Name()))...)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := unix.Rmdir(dir)
+		if err == nil || err == unix.ENOENT {
+			return problems
+		}
+		if err != unix.EBUSY || time.Now().After(deadline) {
+			return append(problems, fmt.Sprintf("remove cgroup %s: %v", dir, err))
+		}
+		if b, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs")); len(bytes.TrimSpace(b)) > 0 {
+			for _, f := range strings.Fields(string(b)) {
+				if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+					problems = append(problems, fmt.Sprintf("process %d (%s) left in cgroup %s: killed it", pid, engine.Cmdline(pid), dir))
+					unix.Kill(pid, unix.SIGKILL)
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// cgroupHierarchy is one mounted cgroup hierarchy and the test process's cgroup in it.
+type cgroupHierarchy struct {
+	mountpoint string
+	root       string // the cgroup path at the mountpoint
+	own        string // our cgroup path
+}
+
+func (h cgroupHierarchy) dir(p string) string {
+	return filepath.Join(h.mountpoint, strings.TrimPrefix(p, h.root))
+}
+
+func isUnder(p, anc string) bool {
+	return anc == "/" || p == anc || strings.HasPrefix(p, anc+"/")
+}
+
+func cgroupHierarchies() ([]cgroupHierarchy, error) {
+	self, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return nil, err
+	}
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	type mnt struct{ root, point, fstype, super string }
+	var mounts []mnt
+	for _, line := range strings.Split(string(mi), "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		if !ok {
+			continue
+		}
+		a, b := strings.Fields(pre), strings.Fields(post)
+		if len(a) < 5 || len(b) < 3 || (b[0] != "cgroup" && b[0] != "cgroup2") {
+			continue
+		}
+		mounts = append(mounts, mnt{root: bundle.UnescapeMountinfo(a[3]), point: bundle.UnescapeMountinfo(a[4]), fstype: b[0], super: b[2]})
+	}
+	var res []cgroupHierarchy
+	for _, line := range strings.Split(strings.TrimSpace(string(self)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		for _, m := range mounts {
+			if parts[1] == "" {
+				if m.fstype != "cgroup2" {
+					continue
+				}
+			} else if m.fstype != "cgroup" || !hasAllOpts(m.super, parts[1]) {
+				continue
+			}
+			if !isUnder(parts[2], m.root) {
+				continue
+			}
+			res = append(res, cgroupHierarchy{mountpoint: m.point, root: m.root, own: parts[2]})
+			break
+		}
+	}
+	return res, nil
+}
+
+func hasAllOpts(super, ctrls string) bool {
+	opts := map[string]bool{}
+	for _, o := range strings.Split(super, ",") {
+		opts[o] = true
+	}
+	for _, c := range strings.Split(ctrls, ",") {
+		if !opts[c] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,167 @@
+package cli_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestRunSignalProxy: a signal berth receives while running a container in the foreground
+// reaches the container (--sig-proxy, the default), and berth exits with the container's code.
+func TestRunSignalProxy(t *testing.T) {
+	d := daemon(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, berthBin, runArgs([]string{"--rm"}, "sh", "-c", `trap "echo got TERM; exit 7" TERM; echo ready; while :; do sleep 0.1; done`)...)
+	cmd.Env, cmd.Dir = d.Env, work
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	var seen []string
+	for sc.Scan() {
+		seen = append(seen, sc.Text())
+		if sc.Text() == "ready" {
+			cmd.Process.Signal(syscall.SIGTERM)
+		}
+	}
+	err = cmd.Wait()
+	code := -1
+	if cmd.ProcessState != nil {
+		code = cmd.ProcessState.ExitCode()
+	}
+	t.Logf("berth run with SIGTERM: exit %d (%v), output %q", code, err, seen)
+	if code != 7 || strings.Join(seen, "|") != "ready|got TERM" {
+		t.Errorf("SIGTERM to berth run: exit %d, output %q; want 7 and ready, got TERM", code, seen)
+	}
+}
+
+// TestContainerVerbs: the other container verbs against a running container: pause,
+// unpause, top, port, rename, update, diff, commit, export, kill, wait, restart, stats and
+// events.
+func TestContainerVerbs(t *testing.T) {
+	d := daemon(t)
+	id := strings.TrimSpace(d.ok(t, runArgs([]string{"-d", "--name", "verbs", "--expose", "8080"}, "sh", "-c", "echo x > /tmp/changed; exec sleep 300")...))
+	if out := d.ok(t, "pause", "verbs"); out != "verbs\n" {
+		t.Errorf("pause: %q", out)
+	}
+	if got := strings.TrimSpace(d.ok(t, "inspect", "-f", "{{.State.Status}}", "verbs")); got != "paused" {
+		t.Errorf("after pause: %q", got)
+	}
+	d.ok(t, "unpause", "verbs")
+	top := lines(d.ok(t, "top", "verbs"))
+	if len(top) < 2 || !strings.Contains(top[0], "PID") || !strings.Contains(strings.Join(top, "\n"), "sleep 300") {
+		t.Errorf("top: %q", top)
+	}
+	if out := d.ok(t, "port", "verbs"); out != "" {
+		t.Errorf("port without published ports: %q", out)
+	}
+	if r := d.berth(t, "port", "verbs", "8080"); wantCode(t, "port of an unpublished port", r, 1) && !strings.Contains(r.stderr, "No public port '8080'") {
+		t.Errorf("port 8080: %q", r.stderr)
+	}
+	d.ok(t, "rename", "verbs", "verbs2")
+	if got := strings.TrimSpace(d.ok(t, "inspect", "-f", "{{.Name}}", id)); got != "/verbs2" {
+		t.Errorf("after rename: %q", got)
+	}
+	d.ok(t, "update", "--pids-limit", "64", "--restart", "on-failure:2", "verbs2")
+	if got := strings.TrimSpace(d.ok(t, "inspect", "-f", "{{.HostConfig.PidsLimit}} {{.HostConfig.RestartPolicy.Name}}", "verbs2")); got != "64 on-failure" {
+		t.Errorf("after update: %q", got)
+	}
+	if !waitFor(func() bool { out, _ := d.quiet("diff", "verbs2"); return strings.Contains(out, "A /tmp/changed") }) {
+		t.Errorf("diff never showed A /tmp/changed")
+	}
+	img := strings.TrimSpace(d.ok(t, "commit", "-m", "a message", "-c", "ENV COMMITTED=1", "verbs2", "berth-cli/committed:1"))
+	if !strings.HasPrefix(img, "sha256:") {
+		t.Errorf("commit printed %q", img)
+	}
+	if out := d.ok(t, "run", "--rm", "--network", "none", "berth-cli/committed:1", "sh", "-c", "cat /tmp/changed; echo $COMMITTED"); out != "x\n1\n" {
+		t.Errorf("the committed image: %q", out)
+	}
+	hist := lines(d.ok(t, "history", "berth-cli/committed:1"))
+	if len(hist) < 3 || !strings.HasPrefix(hist[0], "IMAGE ") || !strings.Contains(hist[1], "a message") {
+		t.Errorf("history: %q", hist)
+	}
+	export := filepath.Join(t.TempDir(), "export.tar")
+	d.ok(t, "export", "-o", export, "verbs2")
+	f, err := os.Open(export)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names := tarNames(t, f); !contains(names, "tmp/changed") || !contains(names, "bin/busybox") {
+		t.Errorf("export: %d entries, tmp/changed or bin/busybox missing", len(names))
+	}
+	f.Close()
+	stats := lines(d.ok(t, "stats", "--no-stream", "verbs2"))
+	if len(stats) != 2 || !strings.HasPrefix(stats[0], "CONTAINER ID   NAME") || !strings.Contains(stats[1], "verbs2") {
+		t.Errorf("stats --no-stream: %q", stats)
+	}
+	if out := d.ok(t, "stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}", "verbs2"); out != "verbs2 1\n" {
+		t.Errorf("stats --format: %q", out)
+	}
+	if out := d.ok(t, "kill", "-s", "KILL", "verbs2"); out != "verbs2\n" {
+		t.Errorf("kill: %q", out)
+	}
+	if out := d.ok(t, "wait", "verbs2"); out != "137\n" {
+		t.Errorf("wait after kill: %q", out)
+	}
+	d.ok(t, "restart", "-t", "1", "verbs2")
+	if got := strings.TrimSpace(d.ok(t, "inspect", "-f", "{{.State.Running}}", "verbs2")); got != "true" {
+		t.Errorf("after restart: running %q", got)
+	}
+	evs := lines(d.ok(t, "events", "--since", "10m", "--until", "0s", "--filter", "container="+id, "--format", "{{.Action}}"))
+	for _, want := range []string{"create", "start", "pause", "unpause", "rename", "kill", "die"} {
+		if !contains(evs, want) {
+			t.Errorf("events: no %s in %q", want, evs)
+		}
+	}
+	for _, l := range lines(d.ok(t, "events", "--since", "10m", "--until", "0s", "--filter", "container="+id, "--format", "json")) {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil || m["Type"] != "container" {
+			t.Errorf("events --format json: %q %v", l, err)
+		}
+	}
+	d.ok(t, "rm", "-f", "verbs2")
+}
+
+// TestSystemAndNetworks: version, info, system df, networks.
+func TestSystemAndNetworks(t *testing.T) {
+	d := daemon(t)
+	if out := d.ok(t, "version"); !strings.Contains(out, "Client: berth") || !strings.Contains(out, "Server:") {
+		t.Errorf("version: %q", out)
+	}
+	if out := strings.TrimSpace(d.ok(t, "info", "--format", "{{.Images}} {{.OSType}}")); out != "1 linux" {
+		t.Errorf("info --format: %q", out)
+	}
+	if out := d.ok(t, "info"); !strings.Contains(out, " Server Version: ") || !strings.Contains(out, " Images: 1\n") {
+		t.Errorf("info: %q", out)
+	}
+	df := lines(d.ok(t, "system", "df"))
+	if len(df) != 5 || !strings.HasPrefix(df[0], "TYPE            TOTAL     ACTIVE    SIZE") || !strings.HasPrefix(df[1], "Images          1 ") {
+		t.Errorf("system df: %q", df)
+	}
+	netID := strings.TrimSpace(d.ok(t, "network", "create", "--driver", "bridge", "--subnet", "10.213.0.0/24", "--gateway", "10.213.0.1", "--label", "k=v", "berth-cli-net"))
+	if !fullID.MatchString(netID) {
+		t.Errorf("network create printed %q", netID)
+	}
+	if got := strings.TrimSpace(d.ok(t, "network", "inspect", "-f", "{{.Name}} {{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}} {{.Labels}}", "berth-cli-net")); got != "berth-cli-net 10.213.0.0/24 10.213.0.1 map[k:v]" {
+		t.Errorf("network inspect -f: %q", got)
+	}
+	ls := lines(d.ok(t, "network", "ls", "--filter", "name=berth-cli-net"))
+	if len(ls) != 2 || !strings.HasPrefix(ls[0], "NETWORK ID     NAME") || !strings.HasPrefix(ls[1], netID[:12]+"   berth-cli-net   bridge") {
+		t.Errorf("network ls: %q", ls)
+	}
+	if out := d.ok(t, "network", "rm", "berth-cli-net"); out != "berth-cli-net\n" {
+		t.Errorf("network rm: %q", out)
+	}
+}
