@@ -1,84 +1,79 @@
 #!/bin/bash
-# hack/main-job.sh: the main job. Runs `busybox httpd` from a busybox-static
-# bundle in a berth-runtime container that shares the host's network
-# namespace (no "network" namespace in config.json), fetches a page from it
-# with curl, then stops and deletes the container.
+# hack/main-job.sh: the main job. Starts berthd, makes an image locally (a
+# busybox-static root filesystem with a web page, imported with `berth import`),
+# runs `busybox httpd` from it with `berth run -d`, fetches the page with curl,
+# then removes the container and the image and stops berthd.
 #
 # It first installs missing dependencies (hack/install-deps.sh) and builds
 # (make build), so on a fresh Debian 12 machine it is the one command to run.
 #
-# Environment: RUNTIME (default bin/berth-runtime; runc works too), PORT
-# (default 8080; httpd listens on 127.0.0.1 only).
+# berthd runs with its own data root, exec root and socket in a temporary
+# directory, so the job never touches an installed berth. Until berth has its
+# own networks (bridge, published ports), the container serves on the host's
+# network: httpd listens on 127.0.0.1:$PORT (default 8080).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 export PATH=/usr/local/go/bin:$PATH
 PORT=${PORT:-8080}
-RUNTIME=${RUNTIME:-$ROOT/bin/berth-runtime}
 
 if [ "$(id -u)" != 0 ]; then
 	echo "main-job: run as root" >&2
 	exit 1
 fi
 hack/install-deps.sh
-if ! make -s build; then
-	# With another RUNTIME (e.g. runc) the job can still run.
-	[ "$RUNTIME" != "$ROOT/bin/berth-runtime" ] || exit 1
-	echo "main-job: make build failed; continuing with $RUNTIME" >&2
-fi
-command -v "$RUNTIME" >/dev/null || { echo "main-job: $RUNTIME not found" >&2; exit 1; }
+make -s build
 if curl -s -o /dev/null "http://127.0.0.1:$PORT/"; then
 	echo "main-job: something already listens on 127.0.0.1:$PORT (set PORT)" >&2
 	exit 1
 fi
 
 work=$(mktemp -d /var/tmp/berth-main-job.XXXXXX)
-state="$work/state"
-id="main-job-$$"
-mkdir -p "$state"
+export BERTH_HOST="unix://$work/berth.sock"
+berthd_pid=
 cleanup() {
-	"$RUNTIME" --root "$state" delete --force "$id" >/dev/null 2>&1 || true
+	if [ -n "$berthd_pid" ]; then
+		bin/berth rm -f web >/dev/null 2>&1 || true
+		bin/berth rmi -f main-job/web >/dev/null 2>&1 || true
+		kill "$berthd_pid" 2>/dev/null && wait "$berthd_pid" 2>/dev/null || true
+	fi
 	rm -rf "$work"
-	# the runtime removes the container's cgroup; remove the parent we named
+	# the runtime removes each container's cgroup; remove the parent berthd used
 	while read -r _mp _t _o own; do rmdir "$own/berth-main-job" 2>/dev/null || true; done < <(hack/cgroup-mounts.sh)
 }
 trap cleanup EXIT
 
+echo "+ berthd --data-root $work/data --exec-root $work/exec -H $BERTH_HOST"
+echo '{"cgroup-parent": "berth-main-job"}' >"$work/daemon.json"
+bin/berthd --data-root "$work/data" --exec-root "$work/exec" -H "$BERTH_HOST" \
+	--config-file "$work/daemon.json" 2>"$work/berthd.log" &
+berthd_pid=$!
+for _ in $(seq 100); do
+	bin/berth version >/dev/null 2>&1 && break
+	sleep 0.1
+done
+bin/berth version --format 'berthd {{.Server.Version}} (API {{.Server.APIVersion}})'
+
+# The image: busybox-static and a page, imported as main-job/web.
 go build -o "$work/mkbundle" ./hack/mkbundle
-"$work/mkbundle" -dir "$work/bundle" -id "$id" -cgroups-path "berth-main-job/$id" -no-netns \
-	-file "www/index.html=<h1>hello from berth</h1>" \
-	-- /bin/httpd -f -v -p "127.0.0.1:$PORT" -h /www >/dev/null
+"$work/mkbundle" -dir "$work/img" -cgroups-path "" -file "www/index.html=<h1>hello from berth</h1>" -- /bin/sh >/dev/null
+echo "+ berth import --change 'CMD [...]' rootfs.tar main-job/web"
+tar -C "$work/img/rootfs" -cf - . |
+	bin/berth import --change 'CMD ["httpd", "-f", "-v", "-p", "127.0.0.1:'"$PORT"'", "-h", "/www"]' - main-job/web
+bin/berth images main-job/web
 
-echo "+ $RUNTIME create --bundle $work/bundle $id"
-"$RUNTIME" --root "$state" create --bundle "$work/bundle" --pid-file "$work/pid" "$id" \
-	</dev/null >"$work/httpd.log" 2>&1
-echo "+ $RUNTIME start $id"
-"$RUNTIME" --root "$state" start "$id"
-"$RUNTIME" --root "$state" state "$id"
-echo
-
+echo "+ berth run -d --name web --network host main-job/web"
+bin/berth run -d --name web --network host main-job/web
 for _ in $(seq 50); do
 	curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break
 	sleep 0.1
 done
+bin/berth ps
 echo "+ curl http://127.0.0.1:$PORT/"
 curl -fsS "http://127.0.0.1:$PORT/"
 echo
-
-stop() { # stop SIGNAL TRIES: signal the container, wait up to TRIES*0.1s
-	echo "+ $RUNTIME kill $id $1"
-	"$RUNTIME" --root "$state" kill "$id" "$1"
-	for _ in $(seq "$2"); do
-		"$RUNTIME" --root "$state" state "$id" | grep -q '"status": *"stopped"' && return 0
-		sleep 0.1
-	done
-	return 1
-}
-# httpd is the container's PID 1, which ignores SIGTERM unless it handles it.
-stop TERM 20 || stop KILL 50
-"$RUNTIME" --root "$state" state "$id" | grep '"status"'
-echo "+ $RUNTIME delete $id"
-"$RUNTIME" --root "$state" delete "$id"
-echo "httpd log:"
-sed 's/^/  /' "$work/httpd.log"
+echo "+ berth logs web"
+bin/berth logs web
+echo "+ berth rm -f web"
+bin/berth rm -f web
 echo "main-job: ok"

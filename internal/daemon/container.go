@@ -96,13 +96,21 @@ type MountPoint struct {
 
 func (c *Container) dir(d *Daemon) string { return filepath.Join(d.root, "containers", c.ID) }
 
-// save writes the record atomically. Called with c.mu held.
-func (c *Container) save(d *Daemon) error {
+// save writes the record atomically after a state change. It does not fsync: a state only
+// matters while the machine is up (after a crash of the machine every container is dead and
+// reconcile finds its shim gone), and the rename keeps the record whole. Called with c.mu held.
+func (c *Container) save(d *Daemon) error { return c.write(d, false) }
+
+// saveSync writes the record and fsyncs it: for a new record and for changes of its
+// configuration (name, resources), which must survive a crash of the machine.
+func (c *Container) saveSync(d *Daemon) error { return c.write(d, true) }
+
+func (c *Container) write(d *Daemon, sync bool) error {
 	b, err := json.Marshal(c)
 	if err != nil {
 		return fmt.Errorf("container %s: encode record: %w", c.ID, err)
 	}
-	return writeFileAtomic(filepath.Join(c.dir(d), "config.v2.json"), b, 0o600)
+	return writeFileAtomic(filepath.Join(c.dir(d), "config.v2.json"), b, 0o600, sync)
 }
 
 // notify wakes the waiters of a state change. Called with c.mu held.
@@ -188,8 +196,9 @@ func humanDuration(d time.Duration) string {
 	return fmt.Sprintf("%d years", int(d.Hours())/24/365)
 }
 
-// writeFileAtomic writes a file through a temporary file, fsync and rename.
-func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
+// writeFileAtomic writes a file through a temporary file and a rename, with an fsync first
+// when sync is set.
+func writeFileAtomic(path string, b []byte, mode os.FileMode, sync bool) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return err
@@ -198,7 +207,7 @@ func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 	if err == nil {
 		err = tmp.Chmod(mode)
 	}
-	if err == nil {
+	if err == nil && sync {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {

@@ -149,7 +149,7 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (res CreateResul
 		return res, err
 	}
 	c.mu.Lock()
-	err = c.save(d)
+	err = c.saveSync(d)
 	c.mu.Unlock()
 	if err != nil {
 		return res, err

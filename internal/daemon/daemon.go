@@ -115,7 +115,7 @@ func (d *Daemon) engineID() (string, error) {
 		return strings.TrimSpace(string(b)), nil
 	}
 	id := newID()
-	return id, writeFileAtomic(p, []byte(id+"\n"), 0o600)
+	return id, writeFileAtomic(p, []byte(id+"\n"), 0o600, true)
 }
 
 // load reads every container record.

@@ -92,7 +92,7 @@ func (d *Daemon) Update(ctx context.Context, ref string, u container.UpdateConfi
 	}
 	c.mu.Lock()
 	c.HostConfig = &hc
-	err = c.save(d)
+	err = c.saveSync(d)
 	c.mu.Unlock()
 	if err != nil {
 		return nil, err

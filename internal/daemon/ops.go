@@ -254,7 +254,7 @@ func (d *Daemon) Rename(ctx context.Context, ref, name string) error {
 	d.mu.Unlock()
 	c.mu.Lock()
 	c.Name = newName
-	err = c.save(d)
+	err = c.saveSync(d)
 	c.mu.Unlock()
 	if err != nil {
 		return err
@@ -334,7 +334,10 @@ func (d *Daemon) reconcile() {
 				d.log.Error("remount rootfs", "id", c.ID, "err", err)
 			}
 		}
-		wasRunning := c.State.Running
+		// A shim directory without a running record: berthd died between the start of the
+		// shim and the record's update.
+		_, shimErr := os.Stat(d.shimDir(c))
+		wasRunning := c.State.Running || shimErr == nil
 		c.mu.Unlock()
 		if wasRunning {
 			d.reattach(c)

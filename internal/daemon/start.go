@@ -117,7 +117,7 @@ func (d *Daemon) start(ctx context.Context, c *Container) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "config.json"), b, 0o600); err != nil {
+	if err := writeFileAtomic(filepath.Join(dir, "config.json"), b, 0o600, false); err != nil {
 		return err
 	}
 	hc := c.HostConfig
