@@ -8,15 +8,20 @@ export CGO_ENABLED := 0
 GO ?= go
 # Runtimes compared by `make validate` (paths or names in $PATH).
 RUNTIMES ?= $(CURDIR)/bin/berth-runtime runc crun
-# `make bench` suites: runtime (lifecycle and run of berth-runtime vs runc vs crun) and images
-# (load and save of a 630 MB Debian image, berth vs podman vs dockerd vs tar; docs/benchmarks.md).
-BENCH_SUITES ?= runtime images
+# `make bench` suites: runtime (lifecycle and run of berth-runtime vs runc vs crun), images
+# (load and save of a 630 MB Debian image, berth vs podman vs dockerd vs tar) and engine
+# (docker run/exec and idle shim memory, berthd vs dockerd vs podman; docs/benchmarks.md).
+BENCH_SUITES ?= runtime images engine
 # `make bench` iterations per runtime and lifecycle, and binaries.
 BENCH_N ?= 50
 BENCH_FLAGS ?=
 # `make bench` (images) iterations per tool, and flags (`_output/bench-images -h`).
 IMAGES_BENCH_N ?= 5
 IMAGES_BENCH_FLAGS ?=
+# `make bench` (engine) iterations of run and of exec per engine, and flags
+# (`_output/bench-engine -h`); berthd and its helpers are built from this tree into _output.
+ENGINE_BENCH_N ?= 20
+ENGINE_BENCH_FLAGS ?=
 BERTH ?= $(CURDIR)/bin/berth-runtime
 RUNC ?= runc
 CRUN ?= crun
@@ -40,8 +45,9 @@ validate: runtime-tools
 runtime-tools:
 	hack/build-runtime-tools.sh
 
-## bench: lifecycle and run latency of berth-runtime vs runc vs crun, and image load/save of
-## berth vs podman vs dockerd vs tar (needs root; BENCH_SUITES=images runs only the latter)
+## bench: lifecycle and run latency of berth-runtime vs runc vs crun, image load/save of
+## berth vs podman vs dockerd vs tar, and docker run/exec latency and idle shim memory of
+## berthd vs dockerd vs podman (needs root; BENCH_SUITES=images or engine runs one of them)
 bench:
 	@mkdir -p _output
 ifneq ($(filter runtime,$(BENCH_SUITES)),)
@@ -51,6 +57,11 @@ endif
 ifneq ($(filter images,$(BENCH_SUITES)),)
 	$(GO) build -o _output/bench-images ./test/bench/images
 	_output/bench-images -n $(IMAGES_BENCH_N) $(IMAGES_BENCH_FLAGS)
+endif
+ifneq ($(filter engine,$(BENCH_SUITES)),)
+	$(GO) build -trimpath -ldflags "-s -w" -o _output/bench-engine-bin/ ./cmd/berthd ./cmd/berth-shim ./cmd/berth-runtime ./cmd/berth-init
+	$(GO) build -o _output/bench-engine ./test/bench/engine
+	_output/bench-engine -n $(ENGINE_BENCH_N) -bin $(CURDIR)/_output/bench-engine-bin $(ENGINE_BENCH_FLAGS)
 endif
 
 ## main-job: busybox httpd in a berth-runtime container, shown with curl

@@ -1,0 +1,303 @@
+// Command engine measures berth's engine (berthd, berth-shim, berth-runtime) against the
+// engines it replaces, side by side in one run: a private dockerd 20.10 (with the containerd
+// it starts, containerd-shim-runc-v2 and runc) and a private podman (conmon and runc), all
+// driven by their stock command-line tools (the docker 28 CLI for berthd and dockerd):
+//
+//   - run: the wall time of `docker run --rm --network none IMAGE true` (podman: `podman
+//     run --rm ...`), from the CLI's fork to its exit, exit status 0;
+//   - exec: the wall time of `docker exec CONTAINER true` into one running container per
+//     engine (`sleep 1000000`);
+//   - idle memory: -idle containers (`sleep 1000000`, `run -d`) per engine, one engine at a
+//     time; after they settle, VmRSS (/proc/<pid>/status), PSS and private memory
+//     (/proc/<pid>/smaps_rollup) of each container's engine process: berth-shim,
+//     containerd-shim-runc-v2 (dockerd's) and conmon (podman's), found by their executable
+//     among the processes whose command line names the engine's private directory; and of
+//     the engine's other processes (berthd; dockerd and containerd) at that moment.
+//
+// The image is the same everywhere: a busybox-static root filesystem made the way
+// test/berthtest.BusyboxTar makes it, `docker import`ed into berthd and dockerd and `podman
+// import`ed into podman. Every engine has its own directory (data root, exec root, socket,
+// store) under -workdir, its containers' cgroups under one fresh cgroup below this process's
+// own (cgroup parent <own>/berth-bench-engine-<pid>/<engine>), no network. berthd runs from
+// a copy of -bin (berthd, berth-shim, berth-runtime, berth-init), so a rebuild during the
+// run does not change what is measured.
+//
+// The run and exec iterations run every engine once, in an order that rotates per
+// iteration, so the engines share the machine's noise; the first -warmup are discarded.
+//
+// Everything runs in a private mount namespace (the program re-executes itself), so no
+// mount outlives it. At the end it removes every container and the image through each
+// engine, stops the daemons by the PIDs it started (dockerd stops its containerd), waits
+// for or kills what is left under each engine's directory, unmounts and removes the
+// directories and the cgroups it made, removes the fixed host paths the engines wrote that
+// did not exist before (test/engine.HostPaths), and exits 1 if anything was left. With
+// dockerd or podman it holds the host-wide lock of the engine tests (test/engine.LockHost).
+//
+// Usage (root): engine [-n 20] [-warmup 2] [-idle 50] [-tools berth,dockerd,podman]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"berth/test/bench/harness"
+	"berth/test/bundle"
+	"berth/test/engine"
+)
+
+const nsEnv = "BERTH_BENCH_ENGINE_IN_NS"
+
+var (
+	flagN       = flag.Int("n", 20, "measured iterations of run and of exec, per engine")
+	flagWarmup  = flag.Int("warmup", 2, "unmeasured iterations first (run and exec)")
+	flagIdle    = flag.Int("idle", 50, "idle containers per engine for the memory measurement (0 skips it)")
+	flagSettle  = flag.Duration("settle", 5*time.Second, "wait after the last idle container started before reading memory")
+	flagTools   = flag.String("tools", "berth,dockerd,podman", "engines to measure, comma-separated (berth, dockerd, podman)")
+	flagBin     = flag.String("bin", filepath.Join(repoRoot(), "bin"), "directory with berthd, berth-shim, berth-runtime and berth-init (make build)")
+	flagDocker  = flag.String("docker", "/usr/local/bin/docker", "docker CLI (28) for berthd and dockerd")
+	flagDockerd = flag.String("dockerd", "dockerd", "dockerd binary")
+	flagPodman  = flag.String("podman", "podman", "podman binary")
+	flagRuntime = flag.String("podman-runtime", "runc", "podman's OCI runtime (crun 1.8 refuses hybrid cgroups)")
+	flagWorkdir = flag.String("workdir", "/var/tmp", "parent of the bench's directory (sockets must fit in 108 bytes, podman's run root in 50)")
+	flagKeep    = flag.Bool("keep", false, "keep the bench's directory with the daemons' logs (berthd.log, dockerd.log); containers, images, daemons and mounts are removed anyway")
+	flagDebug   = flag.Bool("berthd-debug", false, "run berthd with --debug: its log (berthd.log, kept with -keep) has every API request with its time")
+)
+
+// image is the name of the busybox image in every engine.
+const image = "berth-bench/busybox:1"
+
+func main() {
+	harness.Main(nsEnv, func() int { return harness.Reexec("engine", nsEnv) }, inner)
+}
+
+var stopping atomic.Bool
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "engine: "+format+"\n", args...)
+}
+
+func inner() int {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	harness.OnInterrupt("engine", func() {
+		stopping.Store(true)
+		cancel()
+	})
+
+	var names []string
+	for _, name := range strings.Split(*flagTools, ",") {
+		switch name = strings.TrimSpace(name); name {
+		case "berth", "podman":
+		case "docker", "dockerd":
+			name = "dockerd"
+		case "":
+			continue
+		default:
+			logf("-tools: unknown engine %q (want berth, dockerd, podman)", name)
+			return 2
+		}
+		if !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		logf("no engine to measure")
+		return 2
+	}
+
+	mountsBefore := mountPoints()
+	if slices.Contains(names, "podman") || slices.Contains(names, "dockerd") {
+		unlock, err := engine.LockHost(func() {
+			logf("waiting for a run of the engine tests to finish (%s)", engine.LockPath)
+		})
+		if err != nil {
+			logf("%v", err)
+			return 2
+		}
+		defer unlock()
+	}
+	hostBefore := engine.SnapshotHostPaths()
+	work, err := os.MkdirTemp(*flagWorkdir, "bbe-")
+	if err != nil {
+		logf("%v", err)
+		return 2
+	}
+	cg, err := newCgroupParent(fmt.Sprintf("berth-bench-engine-%d", os.Getpid()))
+	if err != nil {
+		logf("cgroups: %v", err)
+		os.RemoveAll(work)
+		return 2
+	}
+
+	leftovers := 0
+	failed := false
+	var engines []*eng
+	rootfs, err := rootfsTar(work)
+	if err != nil {
+		logf("busybox rootfs: %v", err)
+		failed = true
+	}
+	for _, name := range names {
+		if err != nil || stopping.Load() {
+			break
+		}
+		var e *eng
+		var serr error
+		switch name {
+		case "berth":
+			e, serr = startBerth(ctx, filepath.Join(work, "berth"), cg.path+"/berth")
+		case "dockerd":
+			e, serr = startDockerd(ctx, filepath.Join(work, "docker"), cg.path+"/docker")
+		case "podman":
+			e, serr = newPodman(filepath.Join(work, "podman"), cg.path+"/podman")
+		}
+		if e != nil {
+			engines = append(engines, e)
+		}
+		if serr == nil {
+			serr = e.prepare(ctx, rootfs)
+		}
+		if serr != nil {
+			logf("%s: %v (skipped)", name, serr)
+			if e != nil {
+				e.dropped = true
+				e.firstErr = serr.Error()
+			}
+			// A peer that is not installed is skipped; one that did not work is a failure.
+			if e != nil || name == "berth" {
+				failed = true
+			}
+		}
+	}
+
+	if !run(ctx, engines, cg) {
+		failed = true
+	}
+
+	for _, e := range engines {
+		leftovers += e.cleanup()
+	}
+	leftovers += killProcessesUsing(work)
+	leftovers += unmountUnder(work)
+	leftovers += cg.remove()
+	if _, added := bundle.DiffLines(mountsBefore, mountPoints()); len(added) > 0 {
+		for _, m := range added {
+			logf("LEFTOVER: mount %s", m)
+		}
+		leftovers++
+	}
+	for _, err := range hostBefore.Restore() {
+		logf("LEFTOVER: %v", err)
+		leftovers++
+	}
+	if *flagKeep {
+		logf("kept %s", work)
+	} else if err := os.RemoveAll(work); err != nil {
+		logf("LEFTOVER: %v", err)
+		leftovers++
+	}
+	for _, e := range engines {
+		if e.dropped {
+			failed = true
+		}
+	}
+	if leftovers > 0 || stopping.Load() || failed {
+		return 1
+	}
+	return 0
+}
+
+// run measures the engines that started and prints the report; a panic is reported (false)
+// so that the caller still cleans up.
+func run(ctx context.Context, engines []*eng, cg *cgroupParent) (ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			logf("panic: %v\n%s", p, debug.Stack())
+			ok = false
+		}
+	}()
+	var live []*eng
+	for _, e := range engines {
+		if !e.dropped {
+			live = append(live, e)
+		}
+	}
+	if len(live) == 0 {
+		logf("no engine to measure")
+		return false
+	}
+	loadStart = loadavg()
+	measureRun(ctx, live)
+	measureExec(ctx, live)
+	if *flagIdle > 0 {
+		for _, e := range live {
+			if !e.dropped && !stopping.Load() {
+				measureIdle(ctx, e, *flagIdle)
+			}
+		}
+	}
+	if stopping.Load() {
+		return false
+	}
+	report(engines, cg)
+	return true
+}
+
+// repoRoot is the repository this command was built from (for the default -bin).
+func repoRoot() string {
+	if wd, err := os.Getwd(); err == nil {
+		for d := wd; ; d = filepath.Dir(d) {
+			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+				return d
+			}
+			if filepath.Dir(d) == d {
+				break
+			}
+		}
+	}
+	return "."
+}
+
+// mountPoints lists the mount points of this mount namespace.
+func mountPoints() []string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 4 {
+			out = append(out, bundle.UnescapeMountinfo(f[4]))
+		}
+	}
+	return out
+}
+
+// unmountUnder detaches every mount at or under dir and returns how many there were.
+func unmountUnder(dir string) int {
+	n, left := engine.UnmountUnder(dir)
+	for _, m := range left {
+		logf("LEFTOVER: cannot unmount %s", m)
+	}
+	return n + len(left)
+}
+
+// killProcessesUsing waits a little for the processes under dir (the bench's own directory:
+// every one of them was started by this bench) to go, then reports and SIGKILLs those left,
+// and returns how many there were.
+func killProcessesUsing(dir string) int {
+	pids := engine.AwaitProcessesGone(dir, 15*time.Second)
+	for _, pid := range pids {
+		logf("LEFTOVER: process %d: %s", pid, engine.Cmdline(pid))
+		killPID(pid)
+	}
+	return len(pids)
+}
