@@ -156,6 +156,9 @@ type unpacker struct {
 	opts    UnpackOptions
 	rootfd  int // O_PATH descriptor of the extraction directory
 	parents parentCache
+	// staleParents: an entry replaced a directory or symlink, so cached parents may have
+	// been resolved through it; the next lookup clears the cache.
+	staleParents bool
 	buf     []byte
 	dirs    []dirTimes
 	written map[string]struct{} // paths this archive made; WhiteoutApply only
@@ -316,6 +319,10 @@ func checkXattrs(hdr *tar.Header) error {
 // parent returns a descriptor (owned by the cache) of the directory dir,
 // resolved inside the root; with create, missing directories are made.
 func (u *unpacker) parent(dir string, create bool) (int, error) {
+	if u.staleParents {
+		u.parents.clear()
+		u.staleParents = false
+	}
 	if dir == "" {
 		return u.rootfd, nil
 	}
@@ -391,26 +398,32 @@ func (u *unpacker) create(pfd int, base string, keepDir bool, mk func() error) e
 	if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return os.NewSyscallError("fstatat", err)
 	}
+	// Cached parents may have been resolved through a replaced directory or symlink: the
+	// cache is cleared, but only at the next lookup, as the caller still uses pfd (which
+	// the cache owns).
+	stale := false
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
 		if keepDir {
 			return nil
 		}
 		err = removeAllAt(pfd, base)
-		u.parents.clear()
+		stale = true
 	case unix.S_IFLNK:
-		// Cached parents may have been resolved through it.
-		u.parents.clear()
+		stale = true
 		fallthrough
 	default:
 		if err = unix.Unlinkat(pfd, base, 0); err != nil {
 			err = os.NewSyscallError("unlinkat", err)
 		}
 	}
-	if err != nil {
-		return err
+	if err == nil {
+		err = mk()
 	}
-	return mk()
+	if stale {
+		u.staleParents = true
+	}
+	return err
 }
 
 func (u *unpacker) root(hdr *tar.Header) error {
