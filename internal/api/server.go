@@ -61,6 +61,7 @@ func New(d *daemon.Daemon, log *slog.Logger) *Server {
 	s.execRoutes()
 	s.imageRoutes()
 	s.volumeRoutes()
+	s.networkRoutes()
 	return s
 }
 

@@ -159,10 +159,10 @@ type unpacker struct {
 	// staleParents: an entry replaced a directory or symlink, so cached parents may have
 	// been resolved through it; the next lookup clears the cache.
 	staleParents bool
-	buf     []byte
-	dirs    []dirTimes
-	written map[string]struct{} // paths this archive made; WhiteoutApply only
-	stats   UnpackStats
+	buf          []byte
+	dirs         []dirTimes
+	written      map[string]struct{} // paths this archive made; WhiteoutApply only
+	stats        UnpackStats
 }
 
 // dirTimes are the times of a directory entry, set once every entry is in

@@ -260,3 +260,19 @@ func (d *Daemon) volumeUsers(name string) []string {
 func (d *Daemon) volumeUsage(ctx context.Context) ([]volumetypes.Volume, error) {
 	return d.vols.DiskUsage(ctx)
 }
+
+// Started is when the daemon started.
+func (d *Daemon) Started() time.Time { return d.started }
+
+// RunningIn lists the running containers whose network mode is mode.
+func (d *Daemon) RunningIn(mode string) []ContainerRef {
+	var out []ContainerRef
+	for _, c := range d.List() {
+		c.mu.Lock()
+		if c.State.Running && string(c.HostConfig.NetworkMode) == mode {
+			out = append(out, ContainerRef{ID: c.ID, Name: c.Name, Running: true})
+		}
+		c.mu.Unlock()
+	}
+	return out
+}

@@ -37,8 +37,8 @@ func (d *Daemon) ImageUsers() map[string]int {
 
 // ContainerRef names a container and whether it runs.
 type ContainerRef struct {
-	ID      string
-	Running bool
+	ID, Name string
+	Running  bool
 }
 
 // ContainersUsing lists the containers made from an image, running ones first.
@@ -48,9 +48,9 @@ func (d *Daemon) ContainersUsing(imageID string) []ContainerRef {
 		c.mu.Lock()
 		if c.Image == imageID {
 			if c.State.Running {
-				running = append(running, ContainerRef{c.ID, true})
+				running = append(running, ContainerRef{ID: c.ID, Name: c.Name, Running: true})
 			} else {
-				stopped = append(stopped, ContainerRef{c.ID, false})
+				stopped = append(stopped, ContainerRef{ID: c.ID, Name: c.Name})
 			}
 		}
 		c.mu.Unlock()
