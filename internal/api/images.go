@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"net/http"
+	"path"
 	"strings"
 	"time"
 
@@ -114,9 +115,34 @@ func (s *Server) listImages(w http.ResponseWriter, r *request) error {
 		if !until.IsZero() && time.Unix(sum.Created, 0).After(until) {
 			continue
 		}
+		if pats := f["reference"]; len(pats) > 0 {
+			// As dockerd: only the references that match are listed (one row per tag).
+			sum.RepoTags, sum.RepoDigests = matchingRefs(sum.RepoTags, pats), matchingRefs(sum.RepoDigests, pats)
+		}
 		out = append(out, sum)
 	}
 	return writeJSON(w, http.StatusOK, out)
+}
+
+// matchingRefs keeps the references that match one of the patterns of a reference filter,
+// in their familiar form ("busybox:*") or their full one ("docker.io/library/busybox:*").
+func matchingRefs(refs, patterns []string) []string {
+	out := []string{}
+	for _, r := range refs {
+		n, err := reference.ParseNormalizedNamed(r)
+		if err != nil {
+			continue
+		}
+		for _, p := range patterns {
+			familiarOK, _ := reference.FamiliarMatch(p, n)
+			fullOK, _ := path.Match(p, n.String())
+			if familiarOK || fullOK {
+				out = append(out, r)
+				break
+			}
+		}
+	}
+	return out
 }
 
 func (s *Server) inspectImage(w http.ResponseWriter, r *request) error {
@@ -391,17 +417,21 @@ func (s *Server) pruneImages(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return err
 	}
-	all := false
+	o := image.PruneOptions{Labels: f["label"], NotLabels: f["label!"]}
 	for k, v := range f {
 		switch k {
 		case "dangling":
-			all = len(v) > 0 && (v[0] == "false" || v[0] == "0")
-		case "label", "until":
+			o.All = len(v) > 0 && (v[0] == "false" || v[0] == "0")
+		case "until":
+			if o.Until, err = daemon.ParseTime(v[0], timeNow()); err != nil {
+				return err
+			}
+		case "label", "label!":
 		default:
 			return errdefs.Invalid("invalid filter '%s'", k)
 		}
 	}
-	res, err := s.d.Images().Prune(r.Context(), all, f["label"])
+	res, err := s.d.Images().PruneWith(r.Context(), o)
 	if err != nil {
 		return err
 	}

@@ -93,6 +93,7 @@ func (s *Server) events(w http.ResponseWriter, r *request) error {
 	fw := newFlushWriter(w)
 	fw.Flush()
 	enc := json.NewEncoder(fw)
+	legacy := compareVersions(r.version, "1.52") < 0
 	send := func(m events.Message) bool {
 		t := time.Unix(0, m.TimeNano)
 		if !since.IsZero() && t.Before(since) {
@@ -102,6 +103,9 @@ func (s *Server) events(w http.ResponseWriter, r *request) error {
 			return false
 		}
 		if matchEvent(m, f) {
+			if legacy {
+				return enc.Encode(legacyEvent(m)) == nil
+			}
 			return enc.Encode(m) == nil
 		}
 		return true
@@ -197,4 +201,24 @@ func (s *Server) diskUsage(w http.ResponseWriter, r *request) error {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, du)
+}
+
+// oldEvent is an event as API versions before 1.52 send it: with the deprecated status, id
+// and from fields, which docker-compose 1.29 (docker-py) reads.
+type oldEvent struct {
+	Status string `json:"status,omitempty"`
+	ID     string `json:"id,omitempty"`
+	From   string `json:"from,omitempty"`
+	events.Message
+}
+
+func legacyEvent(m events.Message) oldEvent {
+	e := oldEvent{Message: m}
+	switch m.Type {
+	case events.ContainerEventType:
+		e.Status, e.ID, e.From = string(m.Action), m.Actor.ID, m.Actor.Attributes["image"]
+	case events.ImageEventType:
+		e.Status, e.ID = string(m.Action), m.Actor.ID
+	}
+	return e
 }

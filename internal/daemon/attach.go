@@ -45,7 +45,9 @@ type pendingAttach struct {
 
 func (a *pendingAttach) finish(err error) { a.once.Do(func() { a.done <- err }) }
 
-func (a *pendingAttach) fail(err error) { a.finish(err) }
+// fail ends an attach whose container failed to start: the error is the start's caller's
+// (docker run prints it), the attach stream just ends, as dockerd's does.
+func (a *pendingAttach) fail(error) { a.finish(nil) }
 
 // connect joins the client to the shim's streams (before the container starts).
 func (a *pendingAttach) connect(ctx context.Context, s *shim.Client) {
@@ -116,6 +118,10 @@ func copyDetach(dst io.Writer, src io.Reader, keys []byte) error {
 				if matched > 0 {
 					out = append(out, keys[:matched]...)
 					matched = 0
+					if b == keys[0] {
+						matched = 1
+						continue
+					}
 				}
 				out = append(out, b)
 			}
@@ -126,6 +132,10 @@ func copyDetach(dst io.Writer, src io.Reader, keys []byte) error {
 			}
 		}
 		if err != nil {
+			if matched > 0 {
+				// A partial sequence at the end is data.
+				dst.Write(keys[:matched])
+			}
 			if err == io.EOF {
 				return nil
 			}
@@ -177,6 +187,10 @@ func (d *Daemon) Attach(ctx context.Context, ref string, opts AttachOptions, con
 	}
 	c.mu.Lock()
 	tty := c.Config.Tty
+	if !tty {
+		// Detach keys work on a terminal only: a pipe's stdin is data, all of it.
+		keys = nil
+	}
 	if !c.Config.OpenStdin {
 		opts.Stdin = false
 	}

@@ -41,6 +41,9 @@ type Container struct {
 	Rootfs string
 	// Cgroup is the container's cgroup path as the runtime got it (cgroupsPath).
 	Cgroup string
+	// RemoveVolumes: a removal under way also removes the anonymous volumes (rm -v); kept
+	// so that a removal interrupted by a crash is finished the same way.
+	RemoveVolumes bool `json:",omitempty"`
 
 	mu sync.Mutex `json:"-"`
 	// op serializes lifecycle operations (start, stop, kill, restart, pause, rm, update).
@@ -54,7 +57,11 @@ type Container struct {
 	// attaches are attach streams waiting for the container's next start.
 	attaches []*pendingAttach `json:"-"`
 	health   *healthMonitor   `json:"-"`
-	execs    map[string]*Exec `json:"-"`
+	// restarting: docker restart is under way (its stop must not auto-remove the container).
+	restarting bool `json:"-"`
+	// backoff counts restarts by the policy since the container last ran 10 s.
+	backoff int              `json:"-"`
+	execs   map[string]*Exec `json:"-"`
 }
 
 // State is the container's state as inspect shows it.

@@ -188,7 +188,11 @@ func (d *Daemon) getLocked(ref string) (*Container, error) {
 		name = "/" + name
 	}
 	if id, ok := d.names[name]; ok {
-		return d.containers[id], nil
+		// A name is reserved before its container is registered (Create's work in between).
+		if c := d.containers[id]; c != nil {
+			return c, nil
+		}
+		return nil, errdefs.NotFound("No such container: %s", ref)
 	}
 	var found *Container
 	for id, c := range d.containers {

@@ -138,8 +138,12 @@ func TestDetachKeys(t *testing.T) {
 		t.Fatalf("copyDetach: %q %v", out.String(), err)
 	}
 	out.Reset()
-	if err := copyDetach(&out, strings.NewReader("plain\x10"), []byte{16, 17}); err != nil || out.String() != "plain" {
-		t.Fatalf("partial sequence at EOF: %q %v", out.String(), err)
+	if err := copyDetach(&out, strings.NewReader("plain\x10"), []byte{16, 17}); err != nil || out.String() != "plain\x10" {
+		t.Fatalf("partial sequence at EOF is data: %q %v", out.String(), err)
+	}
+	out.Reset()
+	if err := copyDetach(&out, strings.NewReader("x\x10\x10\x11y"), []byte{16, 17}); !errors.Is(err, ErrDetached) || out.String() != "x\x10" {
+		t.Fatalf("sequence after a partial match: %q %v", out.String(), err)
 	}
 }
 
@@ -191,9 +195,14 @@ func TestShouldRestart(t *testing.T) {
 		t.Fatal("restarted past the maximum")
 	}
 	c.HostConfig.RestartPolicy = container.RestartPolicy{Name: container.RestartPolicyAlways}
-	c.RestartCount = 3
-	if ok, delay := d.shouldRestart(c); !ok || delay != 800*time.Millisecond {
+	c.backoff = 3
+	if ok, delay := d.shouldRestart(c); !ok || delay != 800*time.Millisecond || c.backoff != 4 {
 		t.Fatalf("backoff: %v %v", ok, delay)
+	}
+	// After 10 s of running the delay starts again at 100 ms; the count stays.
+	c.State.StartedAt = c.State.FinishedAt.Add(-time.Minute)
+	if ok, delay := d.shouldRestart(c); !ok || delay != 100*time.Millisecond || c.RestartCount != 2 {
+		t.Fatalf("backoff after a long run: %v %v count %d", ok, delay, c.RestartCount)
 	}
 	c.ManuallyStopped = true
 	if ok, _ := d.shouldRestart(c); ok {

@@ -40,6 +40,9 @@ type Exec struct {
 	// console is the exec's pty master while it runs with a TTY.
 	console *os.File
 	done    chan struct{}
+	// dir holds the runtime's pid file while the exec runs; proc is the runtime's process.
+	dir  string
+	proc *os.Process
 }
 
 // ExecCreate registers an exec session on a running container.
@@ -233,6 +236,7 @@ func (d *Daemon) ExecStart(ctx context.Context, id string, conn Conn, tty bool) 
 	}
 	e.mu.Lock()
 	e.running = true
+	e.dir, e.proc = dir, cmd.Process
 	e.mu.Unlock()
 	d.containerEvent(c, events.Action("exec_start: "+execCommand(e.Config.Cmd)), map[string]string{"execID": e.ID})
 
@@ -304,14 +308,45 @@ func (d *Daemon) ExecStart(ctx context.Context, id string, conn Conn, tty bool) 
 		}()
 		return nil
 	}
-	keys, _ := ParseDetachKeys(e.Config.DetachKeys)
+	var keys []byte
+	if e.Config.Tty {
+		keys, _ = ParseDetachKeys(e.Config.DetachKeys)
+	}
 	var wg sync.WaitGroup
 	if console != nil {
+		// The terminal is drained until the process exits, whether the client reads, went
+		// away or detached; after a detach the process runs on, as with dockerd.
+		outDone := make(chan struct{})
+		go func() {
+			buf := make([]byte, 32<<10)
+			var dst io.Writer = conn
+			for {
+				n, err := console.Read(buf)
+				if n > 0 && dst != io.Discard {
+					if _, werr := dst.Write(buf[:n]); werr != nil {
+						dst = io.Discard
+					}
+				}
+				if err != nil {
+					close(outDone)
+					return
+				}
+			}
+		}()
+		detached := make(chan struct{})
 		if e.Config.AttachStdin {
-			go copyDetach(console, conn, keys)
+			go func() {
+				if errors.Is(copyDetach(console, conn, keys), ErrDetached) {
+					close(detached)
+				}
+			}()
 		}
-		wg.Add(1)
-		go func() { defer wg.Done(); io.Copy(conn, console) }()
+		select {
+		case <-outDone:
+		case <-detached:
+			go func() { <-outDone; finish() }()
+			return nil
+		}
 	} else {
 		var mu sync.Mutex
 		w := logWriter(conn, false)
@@ -517,4 +552,33 @@ func (b *limitedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return string(b.buf)
+}
+
+// kill kills an exec's process (a health probe past its timeout): the process in the
+// container, whose pid the runtime wrote by now, and the runtime's own process.
+func (e *Exec) kill() {
+	e.mu.Lock()
+	dir, proc, pid := e.dir, e.proc, e.pid
+	e.mu.Unlock()
+	if pid == 0 && dir != "" {
+		if b, err := os.ReadFile(filepath.Join(dir, "pid")); err == nil {
+			pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		}
+	}
+	if pid > 0 {
+		killPid(pid)
+	}
+	if proc != nil {
+		proc.Kill()
+	}
+}
+
+// dropExec forgets an exec session.
+func (d *Daemon) dropExec(c *Container, id string) {
+	d.mu.Lock()
+	delete(d.execs, id)
+	d.mu.Unlock()
+	c.mu.Lock()
+	delete(c.execs, id)
+	c.mu.Unlock()
 }

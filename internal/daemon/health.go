@@ -120,16 +120,13 @@ func (d *Daemon) probe(ctx context.Context, c *Container, hc *container.HealthCo
 	errc := make(chan error, 1)
 	go func() { errc <- d.ExecStart(pctx, id, &out, false) }()
 	e, _ := d.GetExec(id)
+	// Probes are not exec sessions anyone inspects: forget them when done.
+	defer d.dropExec(c, id)
 	select {
 	case err = <-errc:
 	case <-pctx.Done():
 		if e != nil {
-			e.mu.Lock()
-			pid := e.pid
-			e.mu.Unlock()
-			if pid > 0 {
-				killPid(pid)
-			}
+			e.kill()
 		}
 		<-errc
 		res.ExitCode = -1

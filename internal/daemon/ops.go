@@ -65,6 +65,7 @@ func (d *Daemon) Remove(ctx context.Context, ref string, opts RemoveOptions) err
 	c.mu.Lock()
 	c.State.Removing = true
 	c.State.Status = container.StateRemoving
+	c.RemoveVolumes = opts.Volumes
 	c.save(d)
 	c.notify()
 	c.mu.Unlock()
@@ -89,7 +90,19 @@ func (d *Daemon) Remove(ctx context.Context, ref string, opts RemoveOptions) err
 	c.mu.Lock()
 	c.removed = true
 	c.notify()
+	attaches := c.attaches
+	c.attaches = nil
+	execs := c.execs
+	c.execs = map[string]*Exec{}
 	c.mu.Unlock()
+	for _, a := range attaches {
+		a.finish(nil)
+	}
+	d.mu.Lock()
+	for id := range execs {
+		delete(d.execs, id)
+	}
+	d.mu.Unlock()
 	d.containerEvent(c, events.ActionDestroy, nil)
 	return nil
 }
@@ -239,9 +252,15 @@ func (d *Daemon) Rename(ctx context.Context, ref, name string) error {
 		return errdefs.Invalid("Neither old nor new names may be empty")
 	}
 	newName := "/" + strings.TrimPrefix(name, "/")
+	c.op.Lock()
+	defer c.op.Unlock()
 	c.mu.Lock()
 	old := c.Name
+	gone := c.removed || c.State.Removing
 	c.mu.Unlock()
+	if gone {
+		return errdefs.Conflict("container %s is marked for removal and cannot be renamed", ShortID(c.ID))
+	}
 	if old == newName {
 		return errdefs.Invalid("Renaming a container with the same name as its current name")
 	}
@@ -320,7 +339,7 @@ func (d *Daemon) reconcile() {
 		if c.State.Removing {
 			c.mu.Unlock()
 			d.log.Info("finishing an interrupted removal", "id", c.ID)
-			if err := d.teardown(c, true); err == nil {
+			if err := d.teardown(c, c.RemoveVolumes); err == nil {
 				d.mu.Lock()
 				delete(d.containers, c.ID)
 				delete(d.names, c.Name)
@@ -362,37 +381,90 @@ func (d *Daemon) reconcile() {
 	}
 }
 
-// reattach finds the shim of a container that was running when berthd went down.
+// reattach finds the shim of a container that was running when berthd went down (or whose
+// start berthd did not get to record).
 func (d *Daemon) reattach(c *Container) {
 	dir := d.shimDir(c)
 	client := shim.Connect(dir)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	st, err := client.State(ctx)
-	cancel()
-	if err == nil && st.Status == shim.StatusRunning {
+	var st shim.State
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err = client.State(ctx)
+		cancel()
+		if err == nil || errors.Is(err, shim.ErrNoShim) {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	c.mu.Lock()
+	recorded := c.State.Running
+	c.mu.Unlock()
+	switch {
+	case err == nil && st.Status == shim.StatusRunning:
 		t := &runningTask{shim: client, dir: dir, exited: make(chan struct{})}
 		c.mu.Lock()
 		c.run = t
 		c.State.Pid = st.Pid
+		if !recorded {
+			c.State = State{Status: container.StateRunning, Running: true, Pid: st.Pid, StartedAt: time.Now().UTC()}
+			c.HasBeenStartedBefore = true
+			c.save(d)
+		}
+		c.mu.Unlock()
+		d.startHealth(c)
+		d.bg.Add(1)
+		go d.monitor(c, t)
+		return
+	case err == nil && st.Status == shim.StatusCreated:
+		// berthd died between the shim's spawn and the start: nothing ran.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		client.Shutdown(ctx)
+		cancel()
+		os.RemoveAll(dir)
+		if recorded {
+			d.recordLostExit(c, dir)
+		}
+		return
+	case err != nil && !errors.Is(err, shim.ErrNoShim):
+		// A shim that does not answer is not a dead container: keep watching it.
+		d.log.Error("the container's shim does not answer; still watching it", "id", c.ID, "err", err)
+		t := &runningTask{shim: client, dir: dir, exited: make(chan struct{})}
+		c.mu.Lock()
+		c.run = t
 		c.mu.Unlock()
 		d.bg.Add(1)
 		go d.monitor(c, t)
-		d.startHealth(c)
 		return
 	}
-	exit, ok, rerr := shim.ReadExit(dir)
-	if rerr != nil || !ok {
-		d.log.Warn("container's shim is gone without an exit record", "id", c.ID, "err", err)
-		exit = shim.Exit{Code: 255, At: time.Now()}
-		if _, err := os.Stat(d.runtimeRoot() + "/" + c.ID); err == nil {
-			d.runtime(context.Background(), "delete", "--force", c.ID)
-		}
+	if exit, ok, rerr := shim.ReadExit(dir); rerr == nil && ok {
+		t := &runningTask{dir: dir, exited: make(chan struct{})}
+		c.mu.Lock()
+		c.run = t
+		c.mu.Unlock()
+		d.handleExit(c, t, exit)
+		return
+	}
+	if !recorded {
+		// A start that never got going: only its directory is left.
+		os.RemoveAll(dir)
+		return
+	}
+	d.recordLostExit(c, dir)
+}
+
+// recordLostExit records the exit of a container whose shim is gone without an exit record
+// (killed, or the machine rebooted): exit code 255, as containerd reports a lost task.
+func (d *Daemon) recordLostExit(c *Container, dir string) {
+	d.log.Warn("container's shim is gone without an exit record", "id", c.ID)
+	if _, err := os.Stat(d.runtimeRoot() + "/" + c.ID); err == nil {
+		d.runtime(context.Background(), "delete", "--force", c.ID)
 	}
 	t := &runningTask{dir: dir, exited: make(chan struct{})}
 	c.mu.Lock()
 	c.run = t
 	c.mu.Unlock()
-	d.handleExit(c, t, exit)
+	d.handleExit(c, t, shim.Exit{Code: 255, At: time.Now()})
 }
 
 func isMountpoint(p string) bool {

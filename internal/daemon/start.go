@@ -40,12 +40,20 @@ func (d *Daemon) Start(ctx context.Context, ref string) error {
 		return err
 	}
 	c.op.Lock()
-	defer c.op.Unlock()
 	c.mu.Lock()
 	c.ManuallyStopped = false
 	c.RestartCount = 0
 	c.mu.Unlock()
-	return d.start(ctx, c)
+	err = d.start(ctx, c)
+	c.op.Unlock()
+	if err != nil && !errors.Is(err, errdefs.ErrNotModified) && !errors.Is(err, errdefs.ErrConflict) && c.HostConfig.AutoRemove {
+		// As dockerd: an auto-remove container that cannot start is removed (docker run --rm
+		// waits for that).
+		if rerr := d.Remove(context.Background(), c.ID, RemoveOptions{Force: true, Volumes: true}); rerr != nil && !errors.Is(rerr, errdefs.ErrNotFound) {
+			d.log.Error("auto-remove after a failed start", "id", c.ID, "err", rerr)
+		}
+	}
+	return err
 }
 
 func (d *Daemon) shimDir(c *Container) string { return filepath.Join(d.cfg.ExecRoot, "shims", c.ID) }
@@ -83,19 +91,14 @@ func (d *Daemon) start(ctx context.Context, c *Container) (err error) {
 			for _, a := range attaches {
 				a.fail(err)
 			}
-			if c.HostConfig.AutoRemove {
-				// dockerd removes an auto-remove container whose start failed (the client
-				// waits for the removal).
-				d.bg.Add(1)
-				go func() {
-					defer d.bg.Done()
-					if err := d.Remove(context.Background(), c.ID, RemoveOptions{Force: true, Volumes: true}); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-						d.log.Error("auto-remove after a failed start", "id", c.ID, "err", err)
-					}
-				}()
-			}
+			// Volumes buildSpec mounted for this start.
+			d.unmountVolumes(c)
 		}
 	}()
+	// The client may go away (Ctrl-C on docker start) once the start is under way: the
+	// start must still finish or fail as a whole, never leave an unmanaged container.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
 	dir := d.shimDir(c)
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("clean shim directory: %w", err)
@@ -156,8 +159,15 @@ func (d *Daemon) start(ctx context.Context, c *Container) (err error) {
 	}
 	pid, err := client.Start(ctx)
 	if err != nil {
-		<-reaped
-		return classifyStartError(err)
+		// The shim exits after a failed start; make sure of it if the reply was lost.
+		select {
+		case <-reaped:
+		case <-time.After(5 * time.Second):
+			client.Shutdown(context.Background())
+			cmd.Process.Kill()
+			<-reaped
+		}
+		return classifyStartError(err, c.Path)
 	}
 	cleanDir = false
 	c.mu.Lock()
@@ -181,30 +191,53 @@ func (d *Daemon) start(ctx context.Context, c *Container) (err error) {
 		d.log.Error("save container record", "id", c.ID, "err", err)
 	}
 	d.containerEvent(c, events.ActionStart, nil)
+	// Health first: an exit that comes at once then stops it (handleExit stops the checks).
+	d.startHealth(c)
 	d.bg.Add(1)
 	go d.monitor(c, t)
-	d.startHealth(c)
 	return nil
 }
 
-// startErrorCode is the exit code dockerd gives a container whose start failed.
+// startErrorCode is the exit code dockerd gives a container whose start failed: 127 when its
+// command does not exist, 126 when it cannot be executed.
 func startErrorCode(err error) int {
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "executable file not found"), strings.Contains(msg, "no such file or directory"):
+	if errors.Is(err, errCommandNotFound) {
 		return 127
-	case strings.Contains(msg, "permission denied"):
+	}
+	if errors.Is(err, errCommandNotExecutable) {
 		return 126
 	}
 	return 128
 }
 
-// classifyStartError gives a runtime's start failure dockerd's status: the user's command
-// is at fault (400) when it is missing or not executable.
-func classifyStartError(err error) error {
+var (
+	errCommandNotFound      = errors.New("command not found")
+	errCommandNotExecutable = errors.New("command not executable")
+)
+
+// startError is a start failure caused by the container's command: invalid input (400)
+// with the reason that picks the exit code.
+type startError struct {
+	msg    string
+	reason error
+}
+
+func (e *startError) Error() string   { return e.msg }
+func (e *startError) Unwrap() []error { return []error{errdefs.ErrInvalid, e.reason} }
+
+// classifyStartError gives a runtime's start failure dockerd's status and exit code, as
+// moby's translateContainerdStartErr: the user's command is at fault (400, exit 127 or 126)
+// when the message is about it; anything else is the runtime's (500, exit 128).
+func classifyStartError(err error, command string) error {
 	msg := err.Error()
-	if strings.Contains(msg, "executable file not found") || strings.Contains(msg, "no such file or directory") || strings.Contains(msg, "permission denied") || strings.Contains(msg, "not a directory") {
-		return errdefs.Invalid("failed to create task for container: OCI runtime create failed: %s", msg)
+	aboutCmd := command != "" && strings.Contains(msg, command)
+	switch {
+	case strings.Contains(msg, "executable file not found") || (aboutCmd && strings.Contains(msg, "no such file or directory")):
+		return &startError{"failed to create task for container: OCI runtime create failed: " + msg, errCommandNotFound}
+	case aboutCmd && (strings.Contains(msg, "permission denied") || strings.Contains(msg, "is a directory")):
+		return &startError{"failed to create task for container: OCI runtime create failed: " + msg, errCommandNotExecutable}
+	case strings.Contains(msg, "not a directory"):
+		return errdefs.Invalid("failed to create task for container: OCI runtime create failed: %s: check if the specified host path exists and is the expected type", msg)
 	}
 	return fmt.Errorf("failed to create task for container: OCI runtime create failed: %w", err)
 }
@@ -225,11 +258,14 @@ func (d *Daemon) buildSpec(ctx context.Context, c *Container) (*specs.Spec, erro
 		ResolvConfPath: c.ResolvConfPath,
 		InitPath:       d.cfg.InitBinary,
 	}
-	c.Cgroup = filepath.Join(d.cfg.CgroupParent, c.ID)
+	cg := filepath.Join(d.cfg.CgroupParent, c.ID)
 	if hc.CgroupParent != "" {
-		c.Cgroup = filepath.Join(hc.CgroupParent, c.ID)
+		cg = filepath.Join(hc.CgroupParent, c.ID)
 	}
-	in.CgroupsPath = c.Cgroup
+	c.mu.Lock()
+	c.Cgroup = cg
+	c.mu.Unlock()
+	in.CgroupsPath = cg
 	for _, m := range c.Mounts {
 		if _, ok := hc.Tmpfs[m.Destination]; ok && m.Type == mount.TypeTmpfs {
 			continue // Generate reads HostConfig.Tmpfs itself
@@ -314,19 +350,32 @@ func (d *Daemon) namespaces(c *Container) (oci.NamespacePaths, error) {
 // monitor waits for the container's exit through its shim and records it.
 func (d *Daemon) monitor(c *Container, t *runningTask) {
 	defer d.bg.Done()
-	exit, err := t.shim.Wait(d.ctx)
-	if d.ctx.Err() != nil {
-		return // berthd is shutting down; the shim keeps the container
-	}
-	if err != nil {
+	for attempt := 0; ; attempt++ {
+		exit, err := t.shim.Wait(d.ctx)
+		if d.ctx.Err() != nil {
+			return // berthd is shutting down; the shim keeps the container
+		}
+		if err == nil {
+			d.handleExit(c, t, exit)
+			return
+		}
 		if e, ok, rerr := shim.ReadExit(t.dir); rerr == nil && ok {
-			exit = e
-		} else {
+			d.handleExit(c, t, e)
+			return
+		}
+		// A shim that is gone without an exit record lost the container; any other error
+		// (a busy shim, a dial that failed) is retried for a while before giving up.
+		if errors.Is(err, shim.ErrNoShim) || attempt >= 30 {
 			d.log.Error("lost the container's shim", "id", c.ID, "err", err)
-			exit = shim.Exit{Code: 255, At: time.Now()}
+			d.handleExit(c, t, shim.Exit{Code: 255, At: time.Now()})
+			return
+		}
+		select {
+		case <-time.After(time.Second):
+		case <-d.ctx.Done():
+			return
 		}
 	}
-	d.handleExit(c, t, exit)
 }
 
 // handleExit records a container's exit and applies the restart policy or auto-remove.
@@ -361,20 +410,23 @@ func (d *Daemon) handleExit(c *Container, t *runningTask, exit shim.Exit) {
 	// the shim directory and must find the volumes released.
 	os.RemoveAll(d.shimDir(c))
 	d.unmountVolumes(c)
+	// The events before the waiters wake: docker stop's "stop" comes after "die".
+	if exit.OOMKilled {
+		d.containerEvent(c, events.ActionOOM, nil)
+	}
+	d.containerEvent(c, events.ActionDie, map[string]string{"exitCode": strconv.Itoa(exit.Code)})
+	// docker restart of an auto-remove container stops it without removing it.
+	autoRemove := c.HostConfig.AutoRemove && !c.restarting
 	c.notify()
 	c.mu.Unlock()
 	if t != nil && t.exited != nil {
 		close(t.exited)
 	}
-	if exit.OOMKilled {
-		d.containerEvent(c, events.ActionOOM, nil)
-	}
-	d.containerEvent(c, events.ActionDie, map[string]string{"exitCode": strconv.Itoa(exit.Code)})
 	switch {
 	case restart:
 		d.bg.Add(1)
 		go d.restartAfter(c, delay)
-	case c.HostConfig.AutoRemove:
+	case autoRemove:
 		d.bg.Add(1)
 		go func() {
 			defer d.bg.Done()
@@ -411,11 +463,13 @@ func (d *Daemon) shouldRestart(c *Container) (bool, time.Duration) {
 	default:
 		return false, 0
 	}
+	// The back-off (not the count) starts again after 10 s of running, as dockerd's.
 	ran := c.State.FinishedAt.Sub(c.State.StartedAt)
 	if ran >= 10*time.Second {
-		c.RestartCount = 0
+		c.backoff = 0
 	}
-	delay := 100 * time.Millisecond << min(c.RestartCount, 10)
+	delay := 100 * time.Millisecond << min(c.backoff, 10)
+	c.backoff++
 	if delay > time.Minute {
 		delay = time.Minute
 	}
@@ -465,7 +519,17 @@ func (d *Daemon) Kill(ctx context.Context, ref, signal string) error {
 		c.mu.Unlock()
 		return errdefs.Conflict("cannot kill container: %s: container %s is not running", ref, c.ID)
 	}
-	c.ManuallyStopped = true
+	// Only the stop signal and SIGKILL count as stopping the container: after
+	// `docker kill -s HUP` the restart policy still applies.
+	stopSig := syscall.SIGTERM
+	if c.Config.StopSignal != "" {
+		if s, err := ParseSignal(c.Config.StopSignal); err == nil {
+			stopSig = s
+		}
+	}
+	if sig == syscall.SIGKILL || sig == stopSig {
+		c.ManuallyStopped = true
+	}
 	c.save(d)
 	c.mu.Unlock()
 	if err := t.shim.Kill(ctx, sig, false); err != nil {
@@ -600,15 +664,24 @@ func (d *Daemon) Restart(ctx context.Context, ref, signal string, timeout *int) 
 	c.mu.Lock()
 	running := c.State.Running
 	c.ManuallyStopped = true
+	c.restarting = true
 	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.restarting = false
+		c.mu.Unlock()
+	}()
 	if running {
 		if err := d.stop(ctx, c, signal, timeout); err != nil {
 			return err
 		}
+		d.containerEvent(c, events.ActionStop, nil)
 	}
 	c.mu.Lock()
 	c.ManuallyStopped = false
 	c.State.Restarting = false
+	c.RestartCount = 0
+	c.backoff = 0
 	c.mu.Unlock()
 	if err := d.start(ctx, c); err != nil {
 		return err

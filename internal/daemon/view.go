@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -91,7 +92,11 @@ func (c *Container) stateView() *container.State {
 		Error:      s.Error,
 		StartedAt:  timeOrZero(s.StartedAt),
 		FinishedAt: timeOrZero(s.FinishedAt),
-		Health:     s.Health,
+	}
+	if s.Health != nil {
+		h := *s.Health
+		h.Log = append([]*container.HealthcheckResult(nil), s.Health.Log...)
+		v.Health = &h
 	}
 	if v.Status == "" {
 		v.Status = container.StateCreated
@@ -288,7 +293,14 @@ func (d *Daemon) matchContainer(c *Container, f Filters) bool {
 	if !any("id", func(v string) bool { return strings.HasPrefix(c.ID, v) }) {
 		return false
 	}
-	if !any("name", func(v string) bool { return strings.Contains(c.Name, strings.TrimPrefix(v, "/")) }) {
+	if !any("name", func(v string) bool {
+		// A regular expression on the name without its slash, as dockerd.
+		re, err := regexp.Compile(v)
+		if err != nil {
+			return strings.Contains(c.Name, strings.TrimPrefix(v, "/"))
+		}
+		return re.MatchString(strings.TrimPrefix(c.Name, "/")) || re.MatchString(c.Name)
+	}) {
 		return false
 	}
 	if !any("status", func(v string) bool { return string(statusOf(&c.State)) == v }) {

@@ -239,15 +239,43 @@ type PruneResult struct {
 // container uses and that pass the label filters, then collects garbage
 // (`docker image prune`).
 func (s *Store) Prune(ctx context.Context, all bool, labels []string) (PruneResult, error) {
+	return s.PruneWith(ctx, PruneOptions{All: all, Labels: labels})
+}
+
+// PruneOptions select what PruneWith removes.
+type PruneOptions struct {
+	// All: every unused image, not only dangling ones.
+	All bool
+	// Labels must all match ("key", "key=value"); NotLabels must not ("label!" filters).
+	Labels, NotLabels []string
+	// Until: only images created before it (zero: any).
+	Until time.Time
+}
+
+// PruneWith is Prune with docker image prune's filters.
+func (s *Store) PruneWith(ctx context.Context, o PruneOptions) (PruneResult, error) {
 	var res PruneResult
 	ims, err := s.List()
 	if err != nil {
 		return res, err
 	}
+	all := o.All
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		for _, im := range ims {
-			if (!all && len(im.RepoTags) > 0) || len(usedBy(tx, im.ID)) > 0 || !matchLabels(im.Config.Config.Labels, labels) || hasChildren(tx, im.ID) && !all {
+			if (!all && len(im.RepoTags) > 0) || len(usedBy(tx, im.ID)) > 0 || !matchLabels(im.Config.Config.Labels, o.Labels) || hasChildren(tx, im.ID) && !all {
 				continue
+			}
+			if len(o.NotLabels) > 0 && anyLabel(im.Config.Config.Labels, o.NotLabels) {
+				continue
+			}
+			if !o.Until.IsZero() {
+				created := im.Added
+				if im.Config.Created != nil {
+					created = *im.Config.Created
+				}
+				if !created.Before(o.Until) {
+					continue
+				}
 			}
 			for _, r := range append(im.RepoTags, im.RepoDigests...) {
 				if err := tx.Bucket(bucketRefs).Delete([]byte(r)); err != nil {
@@ -271,4 +299,14 @@ func (s *Store) Prune(ctx context.Context, all bool, labels []string) (PruneResu
 		return res, fmt.Errorf("prune: garbage collection: %w", err)
 	}
 	return res, nil
+}
+
+// anyLabel: one of the "key" or "key=value" filters matches the labels.
+func anyLabel(labels map[string]string, filters []string) bool {
+	for _, f := range filters {
+		if matchLabels(labels, []string{f}) {
+			return true
+		}
+	}
+	return false
 }
