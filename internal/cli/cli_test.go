@@ -274,3 +274,35 @@ func TestStartErrorCode(t *testing.T) {
 		}
 	}
 }
+
+// TestRunStartErrorOrder: when a --rm container fails to start, the daemon's error is
+// printed after what the wait for its removal says, however late that comes (as docker).
+func TestRunStartErrorOrder(t *testing.T) {
+	const id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	host, _ := fakeDaemon(t, "1.52", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/containers/create"):
+			w.WriteHeader(http.StatusCreated)
+			fmt.Fprintf(w, `{"Id":%q}`, id)
+		case strings.HasSuffix(r.URL.Path, "/wait"):
+			// A daemon answers at once and says the removal when it is done: late.
+			w.WriteHeader(http.StatusOK)
+			w.(http.Flusher).Flush()
+			time.Sleep(100 * time.Millisecond)
+			w.Write([]byte(`{"StatusCode":127,"Error":{"Message":"exec /nope: no such file or directory"}}`))
+		case strings.HasSuffix(r.URL.Path, "/start"):
+			w.WriteHeader(http.StatusBadRequest)
+			w.Write([]byte(`{"message":"exec /nope: no such file or directory"}`))
+		default:
+			w.WriteHeader(http.StatusNotFound)
+			w.Write([]byte(`{"message":"unexpected"}`))
+		}
+	})
+	_, errs, code := berth(t, host, "run", "-d", "--rm", "--network", "none", "busybox", "/nope")
+	want := "error waiting for container: exec /nope: no such file or directory\n" +
+		"berth: Error response from daemon: exec /nope: no such file or directory\n"
+	if code != 127 || !strings.HasPrefix(errs, want) {
+		t.Errorf("run of a missing command: exit %d, stderr %q, want 127 and %q first", code, errs, want)
+	}
+}

@@ -100,11 +100,7 @@ func (c *CLI) copyFromContainer(ctx context.Context, ctr, srcPath, dstPath strin
 	if o.followLink {
 		st, err := api.ContainerStatPath(ctx, ctr, client.ContainerStatPathOptions{Path: srcPath})
 		if err == nil && st.Stat.Mode&os.ModeSymlink != 0 {
-			target := st.Stat.LinkTarget
-			if !filepath.IsAbs(target) {
-				parent, _ := cpath.SplitPathDirEntry(srcPath)
-				target = filepath.Join(parent, target)
-			}
+			target := linkTarget(srcPath, st.Stat.LinkTarget)
 			target, rebase = cpath.RebaseName(srcPath, target)
 			srcPath = target
 		}
@@ -137,6 +133,15 @@ func (c *CLI) copyFromContainer(ctx context.Context, ctr, srcPath, dstPath strin
 	return nil
 }
 
+// linkTarget is the path in the container that the symbolic link at link points to.
+func linkTarget(link, target string) string {
+	if filepath.IsAbs(target) {
+		return target
+	}
+	parent, _ := cpath.SplitPathDirEntry(link)
+	return filepath.Join(parent, target)
+}
+
 func (c *CLI) copyToContainer(ctx context.Context, srcPath, ctr, dstPath string, o cpOptions) error {
 	if srcPath != "-" {
 		var err error
@@ -152,11 +157,7 @@ func (c *CLI) copyToContainer(ctx context.Context, srcPath, ctr, dstPath string,
 	st, err := api.ContainerStatPath(ctx, ctr, client.ContainerStatPathOptions{Path: dstPath})
 	// A destination that is a symbolic link is the link's target.
 	if err == nil && st.Stat.Mode&os.ModeSymlink != 0 {
-		target := st.Stat.LinkTarget
-		if !filepath.IsAbs(target) {
-			parent, _ := cpath.SplitPathDirEntry(dstPath)
-			target = filepath.Join(parent, target)
-		}
+		target := linkTarget(dstPath, st.Stat.LinkTarget)
 		dst.Path = target
 		st, err = api.ContainerStatPath(ctx, ctr, client.ContainerStatPathOptions{Path: target})
 	}

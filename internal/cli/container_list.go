@@ -21,20 +21,20 @@ import (
 func (c *CLI) newPsCommand() *cobra.Command { return c.psCommand("ps [OPTIONS]") }
 
 func (c *CLI) psCommand(use string) *cobra.Command {
-	var quiet, size, all, noTrunc, latest bool
+	var size, all, noTrunc, latest bool
 	var last int
-	var fmtFlag string
-	filters := opts.NewFilters()
+	var list listFlags
 	cmd := &cobra.Command{
 		Use:   use,
 		Short: "List containers",
 		Args:  noArgsCmd,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			quiet, fmtFlag := list.quiet, list.format
 			if fmtFlag != "" && quiet {
 				fmt.Fprintln(c.err, "WARNING: Ignoring custom format, because both --format and --quiet are set.")
 			}
-			o := client.ContainerListOptions{All: all, Limit: last, Size: size, Filters: filters.Value()}
+			o := client.ContainerListOptions{All: all, Limit: last, Size: size, Filters: list.filters.Value()}
 			if latest && last == -1 {
 				o.Limit = 1
 			}
@@ -63,14 +63,12 @@ func (c *CLI) psCommand(use string) *cobra.Command {
 		},
 	}
 	fs := cmd.Flags()
-	fs.BoolVarP(&quiet, "quiet", "q", false, "Only display container IDs")
+	list.add(fs, "Only display container IDs", "Filter output based on conditions provided")
 	fs.BoolVarP(&size, "size", "s", false, "Display total file sizes")
 	fs.BoolVarP(&all, "all", "a", false, "Show all containers (default shows just running)")
 	fs.BoolVar(&noTrunc, "no-trunc", false, "Don't truncate output")
 	fs.BoolVarP(&latest, "latest", "l", false, "Show the latest created container (includes all states)")
 	fs.IntVarP(&last, "last", "n", -1, "Show n last created containers (includes all states)")
-	fs.StringVar(&fmtFlag, "format", "", formatHelp(true))
-	fs.VarP(filters, "filter", "f", "Filter output based on conditions provided")
 	return cmd
 }
 
@@ -180,12 +178,7 @@ func (c *CLI) newStatsCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "stats [OPTIONS] [CONTAINER...]",
 		Short: "Display a live stream of container(s) resource usage statistics",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			api, err := c.Client(ctx)
-			if err != nil {
-				return err
-			}
+		RunE: c.withAPI(func(ctx context.Context, api *client.Client, args []string) error {
 			names := args
 			if len(names) == 0 {
 				res, err := api.ContainerList(ctx, client.ContainerListOptions{All: all})
@@ -259,7 +252,7 @@ func (c *CLI) newStatsCommand() *cobra.Command {
 					}
 				}
 			}
-		},
+		}),
 	}
 	fs := cmd.Flags()
 	fs.BoolVarP(&all, "all", "a", false, "Show all containers (default shows just running)")

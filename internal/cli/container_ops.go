@@ -9,7 +9,6 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
@@ -18,27 +17,6 @@ import (
 
 	"berth/internal/cli/opts"
 )
-
-// forEach runs op on each container, printing the name of each that succeeded; the errors
-// are returned together, one per line.
-func (c *CLI) forEach(ctx context.Context, names []string, op func(ctx context.Context, api *client.Client, name string) error) error {
-	api, err := c.Client(ctx)
-	if err != nil {
-		return err
-	}
-	var errs []string
-	for _, n := range names {
-		if err := op(ctx, api, n); err != nil {
-			errs = append(errs, c.errorText(err))
-			continue
-		}
-		fmt.Fprintln(c.out, n)
-	}
-	if len(errs) > 0 {
-		return errors.New(strings.Join(errs, "\n"))
-	}
-	return nil
-}
 
 func (c *CLI) newStartCommand() *cobra.Command {
 	var attach, interactive bool
@@ -180,17 +158,11 @@ func (c *CLI) stopLike(verb, short string) *cobra.Command {
 
 func (c *CLI) newKillCommand() *cobra.Command {
 	var signal string
-	cmd := &cobra.Command{
-		Use:   "kill [OPTIONS] CONTAINER [CONTAINER...]",
-		Short: "Kill one or more running containers",
-		Args:  requiresMinArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.forEach(cmd.Context(), args, func(ctx context.Context, api *client.Client, n string) error {
-				_, err := api.ContainerKill(ctx, n, client.ContainerKillOptions{Signal: signal})
-				return err
-			})
-		},
-	}
+	cmd := c.verbCommand("kill [OPTIONS] CONTAINER [CONTAINER...]", "Kill one or more running containers",
+		func(ctx context.Context, api *client.Client, n string) error {
+			_, err := api.ContainerKill(ctx, n, client.ContainerKillOptions{Signal: signal})
+			return err
+		})
 	cmd.Flags().StringVarP(&signal, "signal", "s", "", "Signal to send to the container")
 	return cmd
 }
@@ -206,32 +178,18 @@ func (c *CLI) rmCommand(use string) *cobra.Command {
 		Short: "Remove one or more containers",
 		Args:  requiresMinArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			api, err := c.Client(ctx)
-			if err != nil {
-				return err
+			names := make([]string, len(args))
+			for i, n := range args {
+				names[i] = strings.Trim(n, "/")
 			}
-			var errs []string
-			for _, n := range args {
-				n = strings.Trim(n, "/")
+			return c.forEach(cmd.Context(), names, func(ctx context.Context, api *client.Client, n string) error {
 				if n == "" {
-					errs = append(errs, "Container name cannot be empty")
-					continue
+					//lint:ignore ST1005 docker's message
+					return errors.New("Container name cannot be empty")
 				}
 				_, err := api.ContainerRemove(ctx, n, client.ContainerRemoveOptions{RemoveVolumes: volumes, RemoveLinks: link, Force: force})
-				if err != nil {
-					if cerrdefs.IsNotFound(err) && force {
-						continue
-					}
-					errs = append(errs, c.errorText(err))
-					continue
-				}
-				fmt.Fprintln(c.out, n)
-			}
-			if len(errs) > 0 {
-				return errors.New(strings.Join(errs, "\n"))
-			}
-			return nil
+				return skipMissing(err, force)
+			})
 		},
 	}
 	fs := cmd.Flags()
@@ -247,55 +205,34 @@ func (c *CLI) newWaitCommand() *cobra.Command {
 		Short: "Block until one or more containers stop, then print their exit codes",
 		Args:  requiresMinArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			api, err := c.Client(ctx)
-			if err != nil {
-				return err
-			}
-			var errs []string
-			for _, n := range args {
+			return c.eachObject(cmd.Context(), args, func(ctx context.Context, api *client.Client, n string) error {
 				res := api.ContainerWait(ctx, n, client.ContainerWaitOptions{})
 				select {
 				case r := <-res.Result:
 					fmt.Fprintf(c.out, "%d\n", r.StatusCode)
+					return nil
 				case err := <-res.Error:
-					errs = append(errs, c.errorText(err))
+					return err
 				}
-			}
-			if len(errs) > 0 {
-				return errors.New(strings.Join(errs, "\n"))
-			}
-			return nil
+			})
 		},
 	}
 }
 
 func (c *CLI) newPauseCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "pause CONTAINER [CONTAINER...]",
-		Short: "Pause all processes within one or more containers",
-		Args:  requiresMinArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.forEach(cmd.Context(), args, func(ctx context.Context, api *client.Client, n string) error {
-				_, err := api.ContainerPause(ctx, n, client.ContainerPauseOptions{})
-				return err
-			})
-		},
-	}
+	return c.verbCommand("pause CONTAINER [CONTAINER...]", "Pause all processes within one or more containers",
+		func(ctx context.Context, api *client.Client, n string) error {
+			_, err := api.ContainerPause(ctx, n, client.ContainerPauseOptions{})
+			return err
+		})
 }
 
 func (c *CLI) newUnpauseCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "unpause CONTAINER [CONTAINER...]",
-		Short: "Unpause all processes within one or more containers",
-		Args:  requiresMinArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.forEach(cmd.Context(), args, func(ctx context.Context, api *client.Client, n string) error {
-				_, err := api.ContainerUnpause(ctx, n, client.ContainerUnpauseOptions{})
-				return err
-			})
-		},
-	}
+	return c.verbCommand("unpause CONTAINER [CONTAINER...]", "Unpause all processes within one or more containers",
+		func(ctx context.Context, api *client.Client, n string) error {
+			_, err := api.ContainerUnpause(ctx, n, client.ContainerUnpauseOptions{})
+			return err
+		})
 }
 
 func (c *CLI) newRenameCommand() *cobra.Command {
@@ -393,12 +330,8 @@ func (c *CLI) newPortCommand() *cobra.Command {
 		Use:   "port CONTAINER [PRIVATE_PORT[/PROTO]]",
 		Short: "List port mappings or a specific mapping for the container",
 		Args:  requiresRangeArgs(1, 2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			api, err := c.Client(cmd.Context())
-			if err != nil {
-				return err
-			}
-			insp, err := api.ContainerInspect(cmd.Context(), args[0], client.ContainerInspectOptions{})
+		RunE: c.withAPI(func(ctx context.Context, api *client.Client, args []string) error {
+			insp, err := api.ContainerInspect(ctx, args[0], client.ContainerInspectOptions{})
 			if err != nil {
 				return err
 			}
@@ -444,7 +377,7 @@ func (c *CLI) newPortCommand() *cobra.Command {
 				fmt.Fprintln(c.out, l)
 			}
 			return nil
-		},
+		}),
 	}
 }
 
@@ -464,12 +397,8 @@ func (c *CLI) newDiffCommand() *cobra.Command {
 		Use:   "diff CONTAINER",
 		Short: "Inspect changes to files or directories on a container's filesystem",
 		Args:  exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			api, err := c.Client(cmd.Context())
-			if err != nil {
-				return err
-			}
-			res, err := api.ContainerDiff(cmd.Context(), args[0], client.ContainerDiffOptions{})
+		RunE: c.withAPI(func(ctx context.Context, api *client.Client, args []string) error {
+			res, err := api.ContainerDiff(ctx, args[0], client.ContainerDiffOptions{})
 			if err != nil {
 				return err
 			}
@@ -477,7 +406,7 @@ func (c *CLI) newDiffCommand() *cobra.Command {
 				fmt.Fprintf(c.out, "%s %s\n", changeKind(ch.Kind), ch.Path)
 			}
 			return nil
-		},
+		}),
 	}
 }
 
@@ -498,12 +427,8 @@ func (c *CLI) newTopCommand() *cobra.Command {
 		Use:   "top CONTAINER [ps OPTIONS]",
 		Short: "Display the running processes of a container",
 		Args:  requiresMinArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			api, err := c.Client(cmd.Context())
-			if err != nil {
-				return err
-			}
-			res, err := api.ContainerTop(cmd.Context(), args[0], client.ContainerTopOptions{Arguments: args[1:]})
+		RunE: c.withAPI(func(ctx context.Context, api *client.Client, args []string) error {
+			res, err := api.ContainerTop(ctx, args[0], client.ContainerTopOptions{Arguments: args[1:]})
 			if err != nil {
 				return err
 			}
@@ -513,7 +438,7 @@ func (c *CLI) newTopCommand() *cobra.Command {
 				fmt.Fprintln(w, strings.Join(p, "\t"))
 			}
 			return w.Flush()
-		},
+		}),
 	}
 	cmd.Flags().SetInterspersed(false)
 	return cmd
@@ -526,13 +451,8 @@ func (c *CLI) newExportCommand() *cobra.Command {
 		Short: "Export a container's filesystem as a tar archive",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output == "" && c.out.IsTerminal() {
-				return errors.New("cowardly refusing to save to a terminal. Use the -o flag or redirect")
-			}
-			if output != "" {
-				if err := validateOutputDir(output); err != nil {
-					return fmt.Errorf("failed to export container: %w", err)
-				}
+			if err := c.checkArchiveOutput(output, "failed to export container"); err != nil {
+				return err
 			}
 			api, err := c.Client(cmd.Context())
 			if err != nil {
@@ -543,11 +463,7 @@ func (c *CLI) newExportCommand() *cobra.Command {
 				return err
 			}
 			defer res.Close()
-			if output == "" {
-				_, err = io.Copy(c.out, res)
-				return err
-			}
-			return writeToFile(output, res)
+			return c.writeArchive(output, res)
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "Write to a file, instead of STDOUT")
@@ -562,16 +478,12 @@ func (c *CLI) newCommitCommand() *cobra.Command {
 		Use:   "commit [OPTIONS] CONTAINER [REPOSITORY[:TAG]]",
 		Short: "Create a new image from a container's changes",
 		Args:  requiresRangeArgs(1, 2),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: c.withAPI(func(ctx context.Context, api *client.Client, args []string) error {
 			var ref string
 			if len(args) == 2 {
 				ref = args[1]
 			}
-			api, err := c.Client(cmd.Context())
-			if err != nil {
-				return err
-			}
-			res, err := api.ContainerCommit(cmd.Context(), args[0], client.ContainerCommitOptions{
+			res, err := api.ContainerCommit(ctx, args[0], client.ContainerCommitOptions{
 				Reference: ref, Comment: message, Author: author, Changes: changes.Values(), NoPause: !pause,
 			})
 			if err != nil {
@@ -579,7 +491,7 @@ func (c *CLI) newCommitCommand() *cobra.Command {
 			}
 			fmt.Fprintln(c.out, res.ID)
 			return nil
-		},
+		}),
 	}
 	fs := cmd.Flags()
 	fs.SetInterspersed(false)
@@ -596,12 +508,7 @@ func (c *CLI) newLogsCommand() *cobra.Command {
 		Use:   "logs [OPTIONS] CONTAINER",
 		Short: "Fetch the logs of a container",
 		Args:  exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			api, err := c.Client(ctx)
-			if err != nil {
-				return err
-			}
+		RunE: c.withAPI(func(ctx context.Context, api *client.Client, args []string) error {
 			insp, err := api.ContainerInspect(ctx, args[0], client.ContainerInspectOptions{})
 			if err != nil {
 				return err
@@ -618,7 +525,7 @@ func (c *CLI) newLogsCommand() *cobra.Command {
 				_, err = stdcopy.StdCopy(c.out, c.err, res)
 			}
 			return err
-		},
+		}),
 	}
 	fs := cmd.Flags()
 	fs.BoolVarP(&o.Follow, "follow", "f", false, "Follow log output")
@@ -637,12 +544,7 @@ func (c *CLI) newAttachCommand() *cobra.Command {
 		Use:   "attach [OPTIONS] CONTAINER",
 		Short: "Attach local standard input, output, and error streams to a running container",
 		Args:  exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			api, err := c.Client(ctx)
-			if err != nil {
-				return err
-			}
+		RunE: c.withAPI(func(ctx context.Context, api *client.Client, args []string) error {
 			ctr, err := attachableContainer(ctx, api, args[0])
 			if err != nil {
 				return err
@@ -697,7 +599,7 @@ func (c *CLI) newAttachCommand() *cobra.Command {
 				return err
 			}
 			return nil
-		},
+		}),
 	}
 	fs := cmd.Flags()
 	fs.BoolVar(&noStdin, "no-stdin", false, "Do not attach STDIN")

@@ -67,6 +67,19 @@ func (c *CLI) reportError(cmd string, err error, withHelp bool) error {
 	return StatusError{Code: 125}
 }
 
+// parseContainerFlags checks --pull and parses the container flags of run or create (verb),
+// an error reported as they report it (exit code 125).
+func (c *CLI) parseContainerFlags(verb string, cmd *cobra.Command, pull string, copts *opts.ContainerOptions, args []string) (*opts.ContainerConfig, error) {
+	if err := validatePull(pull); err != nil {
+		return nil, c.reportError(verb, err, true)
+	}
+	cfg, err := copts.Parse(cmd.Flags(), args[0], args[1:])
+	if err != nil {
+		return nil, c.reportError(verb, err, true)
+	}
+	return cfg, nil
+}
+
 func (c *CLI) newCreateCommand() *cobra.Command {
 	var co createOptions
 	var copts *opts.ContainerOptions
@@ -75,12 +88,9 @@ func (c *CLI) newCreateCommand() *cobra.Command {
 		Short: "Create a new container",
 		Args:  requiresMinArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := validatePull(co.pull); err != nil {
-				return c.reportError("create", err, true)
-			}
-			cfg, err := copts.Parse(cmd.Flags(), args[0], args[1:])
+			cfg, err := c.parseContainerFlags("create", cmd, co.pull, copts, args)
 			if err != nil {
-				return c.reportError("create", err, true)
+				return err
 			}
 			id, err := c.createContainer(cmd.Context(), cfg, &co)
 			if err != nil {
@@ -113,12 +123,9 @@ func (c *CLI) newRunCommand() *cobra.Command {
 		Short: "Create and run a new container from an image",
 		Args:  requiresMinArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := validatePull(ro.pull); err != nil {
-				return c.reportError("run", err, true)
-			}
-			cfg, err := copts.Parse(cmd.Flags(), args[0], args[1:])
+			cfg, err := c.parseContainerFlags("run", cmd, ro.pull, copts, args)
 			if err != nil {
-				return c.reportError("run", err, true)
+				return err
 			}
 			return c.runContainer(cmd.Context(), &ro, copts, cfg)
 		},
@@ -206,10 +213,12 @@ func (c *CLI) runContainer(ctx context.Context, ro *runOptions, copts *opts.Cont
 			cancel()
 			<-errCh
 		}
-		c.reportError("run", err, true)
+		// As docker: the error after the wait for --rm's removal, which may say its own
+		// ("error waiting for container"), so that the two come in one order.
 		if cfg.HostConfig.AutoRemove {
 			<-status
 		}
+		c.reportError("run", err, true)
 		return StatusError{Code: startErrorCode(err)}
 	}
 	if attach && config.Tty && c.out.IsTerminal() {

@@ -21,6 +21,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 
+	"berth/internal/cli/cpath"
 	"berth/internal/cli/format"
 	"berth/internal/cli/jsonstream"
 	"berth/internal/cli/opts"
@@ -64,6 +65,15 @@ func parsePlatform(s string) (*ocispec.Platform, error) {
 	return &p, nil
 }
 
+// platformList is --platform as a list: empty without one.
+func platformList(s string) ([]ocispec.Platform, error) {
+	p, err := parsePlatform(s)
+	if p == nil {
+		return nil, err
+	}
+	return []ocispec.Platform{*p}, nil
+}
+
 // pullImage pulls image and renders the progress to out (what run and create show).
 func (c *CLI) pullImage(ctx context.Context, img, platform string, out io.Writer) error {
 	api, err := c.Client(ctx)
@@ -76,21 +86,15 @@ func (c *CLI) pullImage(ctx context.Context, img, platform string, out io.Writer
 	}
 	ref = reference.TagNameOnly(ref)
 	o := client.ImagePullOptions{RegistryAuth: c.registryAuth(ref)}
-	if p, err := parsePlatform(platform); err != nil {
+	if o.Platforms, err = platformList(platform); err != nil {
 		return err
-	} else if p != nil {
-		o.Platforms = []ocispec.Platform{*p}
 	}
 	resp, err := api.ImagePull(ctx, reference.FamiliarString(ref), o)
 	if err != nil {
 		return err
 	}
 	defer resp.Close()
-	var term *jsonstream.Terminal
-	if c.out.IsTerminal() {
-		term = &jsonstream.Terminal{Width: c.out.Width}
-	}
-	err = jsonstream.Display(resp, out, term, nil)
+	err = jsonstream.Display(resp, out, c.terminal(), nil)
 	var jerr *jsonstream.Error
 	if errors.As(err, &jerr) {
 		return errors.New(jerr.Message)
@@ -106,40 +110,15 @@ func (c *CLI) newPullCommand() *cobra.Command {
 		Short: "Download an image from a registry",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			ref, err := reference.ParseNormalizedNamed(args[0])
-			if err != nil {
-				return err
-			}
-			switch {
-			case all && !reference.IsNameOnly(ref):
-				return errors.New("tag can't be used with --all-tags/-a")
-			case !all && reference.IsNameOnly(ref):
-				ref = reference.TagNameOnly(ref)
-				if t, ok := ref.(reference.Tagged); ok && !quiet {
-					fmt.Fprintf(c.out, "Using default tag: %s\n", t.Tag())
+			ref, err := c.transfer(cmd.Context(), args[0], all, quiet, func(ctx context.Context, api *client.Client, ref reference.Named, auth string) (io.ReadCloser, error) {
+				o := client.ImagePullOptions{All: all, RegistryAuth: auth}
+				var err error
+				if o.Platforms, err = platformList(platform); err != nil {
+					return nil, err
 				}
-			}
-			api, err := c.Client(ctx)
+				return api.ImagePull(ctx, reference.FamiliarString(ref), o)
+			})
 			if err != nil {
-				return err
-			}
-			o := client.ImagePullOptions{All: all, RegistryAuth: c.registryAuth(ref)}
-			if p, err := parsePlatform(platform); err != nil {
-				return err
-			} else if p != nil {
-				o.Platforms = []ocispec.Platform{*p}
-			}
-			resp, err := api.ImagePull(ctx, reference.FamiliarString(ref), o)
-			if err != nil {
-				return err
-			}
-			defer resp.Close()
-			out := io.Writer(c.out)
-			if quiet {
-				out = io.Discard
-			}
-			if err := c.displayStream(resp, out, nil); err != nil {
 				return err
 			}
 			fmt.Fprintln(c.out, ref.String())
@@ -162,38 +141,15 @@ func (c *CLI) newPushCommand() *cobra.Command {
 		Short: "Upload an image to a registry",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			ref, err := reference.ParseNormalizedNamed(args[0])
-			if err != nil {
-				return err
-			}
-			switch {
-			case all && !reference.IsNameOnly(ref):
-				return errors.New("tag can't be used with --all-tags/-a")
-			case !all && reference.IsNameOnly(ref):
-				ref = reference.TagNameOnly(ref)
-				if t, ok := ref.(reference.Tagged); ok && !quiet {
-					fmt.Fprintf(c.out, "Using default tag: %s\n", t.Tag())
+			ref, err := c.transfer(cmd.Context(), args[0], all, quiet, func(ctx context.Context, api *client.Client, ref reference.Named, auth string) (io.ReadCloser, error) {
+				o := client.ImagePushOptions{All: all, RegistryAuth: auth}
+				var err error
+				if o.Platform, err = parsePlatform(platform); err != nil {
+					return nil, err
 				}
-			}
-			api, err := c.Client(ctx)
+				return api.ImagePush(ctx, reference.FamiliarString(ref), o)
+			})
 			if err != nil {
-				return err
-			}
-			o := client.ImagePushOptions{All: all, RegistryAuth: c.registryAuth(ref)}
-			if o.Platform, err = parsePlatform(platform); err != nil {
-				return err
-			}
-			resp, err := api.ImagePush(ctx, reference.FamiliarString(ref), o)
-			if err != nil {
-				return err
-			}
-			defer resp.Close()
-			out := io.Writer(c.out)
-			if quiet {
-				out = io.Discard
-			}
-			if err := c.displayStream(resp, out, nil); err != nil {
 				return err
 			}
 			if quiet {
@@ -210,26 +166,54 @@ func (c *CLI) newPushCommand() *cobra.Command {
 	return cmd
 }
 
+// transfer is a pull or a push of arg (with --all-tags a repository without a tag, else the
+// tag given or the default tag, said unless quiet): send makes the request, given the
+// reference and the registry's credentials; transfer renders its progress (only reads it
+// with -q) and returns the reference.
+func (c *CLI) transfer(ctx context.Context, arg string, all, quiet bool,
+	send func(ctx context.Context, api *client.Client, ref reference.Named, auth string) (io.ReadCloser, error)) (reference.Named, error) {
+	ref, err := reference.ParseNormalizedNamed(arg)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case all && !reference.IsNameOnly(ref):
+		return nil, errors.New("tag can't be used with --all-tags/-a")
+	case !all && reference.IsNameOnly(ref):
+		ref = reference.TagNameOnly(ref)
+		if t, ok := ref.(reference.Tagged); ok && !quiet {
+			fmt.Fprintf(c.out, "Using default tag: %s\n", t.Tag())
+		}
+	}
+	api, err := c.Client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := send(ctx, api, ref, c.registryAuth(ref))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Close()
+	out := io.Writer(c.out)
+	if quiet {
+		out = io.Discard
+	}
+	return ref, c.displayStream(resp, out, nil)
+}
+
 func (c *CLI) newImagesCommand() *cobra.Command {
-	cmd := c.imageListCommand("images [OPTIONS] [REPOSITORY[:TAG]]")
-	return cmd
+	return c.imageListCommand("images [OPTIONS] [REPOSITORY[:TAG]]")
 }
 
 func (c *CLI) imageListCommand(use string) *cobra.Command {
-	var quiet, all, noTrunc, digests bool
-	var fmtFlag string
-	filters := opts.NewFilters()
+	var all, noTrunc, digests bool
+	var list listFlags
 	cmd := &cobra.Command{
 		Use:   use,
 		Short: "List images",
 		Args:  requiresMaxArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			api, err := c.Client(ctx)
-			if err != nil {
-				return err
-			}
-			f := filters.Value().Clone()
+		RunE: c.withAPI(func(ctx context.Context, api *client.Client, args []string) error {
+			f := list.filters.Value().Clone()
 			if len(args) == 1 {
 				f.Add("reference", args[0])
 			}
@@ -237,22 +221,20 @@ func (c *CLI) imageListCommand(use string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			source := fmtFlag
+			source := list.format
 			if source == "" {
 				source = format.TableKey
 			}
-			fm := format.ImageFormat(source, quiet, digests)
+			fm := format.ImageFormat(source, list.quiet, digests)
 			rows := format.ImageRows(res.Items, !noTrunc, digests || fm.Contains("{{.Digest}}"))
 			return format.Write(c.out, fm, format.ImageHeader, rows)
-		},
+		}),
 	}
 	fs := cmd.Flags()
-	fs.BoolVarP(&quiet, "quiet", "q", false, "Only show image IDs")
+	list.add(fs, "Only show image IDs", "Filter output based on conditions provided")
 	fs.BoolVarP(&all, "all", "a", false, "Show all images (default hides intermediate images)")
 	fs.BoolVar(&noTrunc, "no-trunc", false, "Don't truncate output")
 	fs.BoolVar(&digests, "digests", false, "Show digests")
-	fs.StringVar(&fmtFlag, "format", "", formatHelp(true))
-	fs.VarP(filters, "filter", "f", "Filter output based on conditions provided")
 	return cmd
 }
 
@@ -273,14 +255,10 @@ func (c *CLI) newTagCommand() *cobra.Command {
 		Use:   "tag SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]",
 		Short: "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE",
 		Args:  exactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			api, err := c.Client(cmd.Context())
-			if err != nil {
-				return err
-			}
-			_, err = api.ImageTag(cmd.Context(), client.ImageTagOptions{Source: args[0], Target: args[1]})
+		RunE: c.withAPI(func(ctx context.Context, api *client.Client, args []string) error {
+			_, err := api.ImageTag(ctx, client.ImageTagOptions{Source: args[0], Target: args[1]})
 			return err
-		},
+		}),
 	}
 }
 
@@ -295,12 +273,7 @@ func (c *CLI) imageRemoveCommand(use string) *cobra.Command {
 		Use:   use,
 		Short: "Remove one or more images",
 		Args:  requiresMinArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			api, err := c.Client(ctx)
-			if err != nil {
-				return err
-			}
+		RunE: c.withAPI(func(ctx context.Context, api *client.Client, args []string) error {
 			o := client.ImageRemoveOptions{Force: force, PruneChildren: !noPrune}
 			for _, p := range plats {
 				pl, err := parsePlatform(p)
@@ -336,7 +309,7 @@ func (c *CLI) imageRemoveCommand(use string) *cobra.Command {
 				fmt.Fprintln(c.err, msg)
 			}
 			return nil
-		},
+		}),
 	}
 	fs := cmd.Flags()
 	fs.BoolVarP(&force, "force", "f", false, "Force removal of the image")
@@ -384,13 +357,8 @@ func (c *CLI) newSaveCommand() *cobra.Command {
 		Args:  requiresMinArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			if output == "" && c.out.IsTerminal() {
-				return errors.New("cowardly refusing to save to a terminal. Use the -o flag or redirect")
-			}
-			if output != "" {
-				if err := validateOutputDir(output); err != nil {
-					return fmt.Errorf("failed to save image: %w", err)
-				}
+			if err := c.checkArchiveOutput(output, "failed to save image"); err != nil {
+				return err
 			}
 			api, err := c.Client(ctx)
 			if err != nil {
@@ -407,11 +375,7 @@ func (c *CLI) newSaveCommand() *cobra.Command {
 				return err
 			}
 			defer res.Close()
-			if output == "" {
-				_, err = io.Copy(c.out, res)
-				return err
-			}
-			return writeToFile(output, res)
+			return c.writeArchive(output, res)
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "Write to a file, instead of STDOUT")
@@ -419,15 +383,28 @@ func (c *CLI) newSaveCommand() *cobra.Command {
 	return cmd
 }
 
-// validateOutputDir checks that the directory of an output file exists.
-func validateOutputDir(path string) error {
-	dir := filepath.Dir(filepath.Clean(path))
-	if dir != "" && dir != "." {
-		if _, err := os.Stat(dir); os.IsNotExist(err) {
-			return fmt.Errorf("invalid output path: directory %q does not exist", dir)
+// checkArchiveOutput checks the destination of a command that writes an archive (save,
+// export) before it asks the daemon: standard output must not be a terminal, and -o's
+// directory must exist (its error after failed: "failed to save image: ...").
+func (c *CLI) checkArchiveOutput(output, failed string) error {
+	if output == "" && c.out.IsTerminal() {
+		return errors.New("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+	}
+	if output != "" {
+		if err := cpath.ValidateOutputDir(output); err != nil {
+			return fmt.Errorf("%s: %w", failed, err)
 		}
 	}
 	return nil
+}
+
+// writeArchive copies an archive to -o's file, or to standard output without -o.
+func (c *CLI) writeArchive(output string, r io.Reader) error {
+	if output == "" {
+		_, err := io.Copy(c.out, r)
+		return err
+	}
+	return writeToFile(output, r)
 }
 
 func (c *CLI) newLoadCommand() *cobra.Command {
@@ -542,18 +519,14 @@ func (c *CLI) newHistoryCommand() *cobra.Command {
 		Use:   "history [OPTIONS] IMAGE",
 		Short: "Show the history of an image",
 		Args:  exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			api, err := c.Client(cmd.Context())
-			if err != nil {
-				return err
-			}
+		RunE: c.withAPI(func(ctx context.Context, api *client.Client, args []string) error {
 			var hopts []client.ImageHistoryOption
 			if p, err := parsePlatform(platform); err != nil {
 				return err
 			} else if p != nil {
 				hopts = append(hopts, client.ImageHistoryWithPlatform(*p))
 			}
-			res, err := api.ImageHistory(cmd.Context(), args[0], hopts...)
+			res, err := api.ImageHistory(ctx, args[0], hopts...)
 			if err != nil {
 				return err
 			}
@@ -572,7 +545,7 @@ func (c *CLI) newHistoryCommand() *cobra.Command {
 				"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "CreatedBy": "CREATED BY",
 				"Size": "SIZE", "Comment": "COMMENT",
 			}, rows)
-		},
+		}),
 	}
 	fs := cmd.Flags()
 	fs.BoolVarP(&human, "human", "H", true, "Print sizes and dates in human readable format")
@@ -623,80 +596,6 @@ func (r *historyRow) Size() string {
 }
 
 func (r *historyRow) Comment() string { return r.h.Comment }
-
-func (c *CLI) newImagePruneCommand() *cobra.Command {
-	var all, force bool
-	filters := opts.NewFilters()
-	cmd := &cobra.Command{
-		Use:   "prune [OPTIONS]",
-		Short: "Remove unused images",
-		Args:  noArgsCmd,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			warning := "WARNING! This will remove all dangling images."
-			if all {
-				warning = "WARNING! This will remove all images without at least one container associated to them."
-			}
-			if !force && !c.confirm(warning) {
-				return nil
-			}
-			space, out, err := c.pruneImages(cmd.Context(), all, filters.Value())
-			if err != nil {
-				return err
-			}
-			if out != "" {
-				fmt.Fprint(c.out, out)
-			}
-			fmt.Fprintln(c.out, "Total reclaimed space:", units.HumanSize(float64(space)))
-			return nil
-		},
-	}
-	fs := cmd.Flags()
-	fs.BoolVarP(&all, "all", "a", false, "Remove all unused images, not just dangling ones")
-	fs.BoolVarP(&force, "force", "f", false, "Do not prompt for confirmation")
-	fs.Var(filters, "filter", `Provide filter values (e.g. "until=<timestamp>")`)
-	return cmd
-}
-
-// pruneImages removes unused images and returns the space freed and the report.
-func (c *CLI) pruneImages(ctx context.Context, all bool, f client.Filters) (uint64, string, error) {
-	api, err := c.Client(ctx)
-	if err != nil {
-		return 0, "", err
-	}
-	f = f.Clone()
-	f.Add("dangling", fmt.Sprint(!all))
-	res, err := api.ImagePrune(ctx, client.ImagePruneOptions{Filters: f})
-	if err != nil {
-		return 0, "", err
-	}
-	var b strings.Builder
-	if len(res.Report.ImagesDeleted) > 0 {
-		b.WriteString("Deleted Images:\n")
-		for _, d := range res.Report.ImagesDeleted {
-			if d.Untagged != "" {
-				fmt.Fprintf(&b, "untagged: %s\n", d.Untagged)
-			} else {
-				fmt.Fprintf(&b, "deleted: %s\n", d.Deleted)
-			}
-		}
-		b.WriteString("\n")
-	}
-	return res.Report.SpaceReclaimed, b.String(), nil
-}
-
-// confirm asks the user to confirm, docker's way; without a terminal it is refused.
-func (c *CLI) confirm(warning string) bool {
-	fmt.Fprintf(c.out, "%s\nAre you sure you want to continue? [y/N] ", warning)
-	line, _ := bufio.NewReader(c.in).ReadString('\n')
-	ans := strings.TrimSpace(line)
-	if ans == "y" || ans == "Y" {
-		return true
-	}
-	if !c.in.IsTerminal() {
-		fmt.Fprintln(c.out)
-	}
-	return false
-}
 
 func (c *CLI) newImageCommand() *cobra.Command {
 	ls := c.imageListCommand("ls [OPTIONS] [REPOSITORY[:TAG]]")

@@ -1,13 +1,11 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
-	"sort"
-	"strings"
 
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
@@ -167,69 +165,36 @@ func ipamConfig(subnets, ranges, gateways []string, aux map[string]string) ([]ne
 }
 
 func (c *CLI) newNetworkLsCommand() *cobra.Command {
-	var quiet, noTrunc bool
-	var fmtFlag string
-	filters := opts.NewFilters()
+	var noTrunc bool
+	var list listFlags
 	cmd := &cobra.Command{
 		Use:     "ls [OPTIONS]",
 		Aliases: []string{"list"},
 		Short:   "List networks",
 		Args:    noArgsCmd,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			api, err := c.Client(cmd.Context())
+		RunE: c.withAPI(func(ctx context.Context, api *client.Client, args []string) error {
+			res, err := api.NetworkList(ctx, client.NetworkListOptions{Filters: list.filters.Value()})
 			if err != nil {
 				return err
 			}
-			res, err := api.NetworkList(cmd.Context(), client.NetworkListOptions{Filters: filters.Value()})
-			if err != nil {
-				return err
-			}
-			nets := res.Items
-			sort.SliceStable(nets, func(i, j int) bool { return naturalLess(nets[i].Name, nets[j].Name) })
-			var rows []any
-			for _, n := range nets {
-				rows = append(rows, &format.Network{N: n, Trunc: !noTrunc})
-			}
-			return format.Write(c.out, format.NetworkFormat(fmtFlag, quiet), format.NetworkHeader, rows)
-		},
+			rows := rowsByName(res.Items, func(n network.Summary) string { return n.Name },
+				func(n network.Summary) any { return &format.Network{N: n, Trunc: !noTrunc} })
+			return format.Write(c.out, format.NetworkFormat(list.format, list.quiet), format.NetworkHeader, rows)
+		}),
 	}
-	fs := cmd.Flags()
-	fs.BoolVarP(&quiet, "quiet", "q", false, "Only display network IDs")
-	fs.BoolVar(&noTrunc, "no-trunc", false, "Do not truncate the output")
-	fs.StringVar(&fmtFlag, "format", "", formatHelp(true))
-	fs.VarP(filters, "filter", "f", `Provide filter values (e.g. "driver=bridge")`)
+	list.add(cmd.Flags(), "Only display network IDs", `Provide filter values (e.g. "driver=bridge")`)
+	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "Do not truncate the output")
 	return cmd
 }
 
 func (c *CLI) newNetworkRmCommand() *cobra.Command {
 	var force bool
-	cmd := &cobra.Command{
-		Use:     "rm NETWORK [NETWORK...]",
-		Aliases: []string{"remove"},
-		Short:   "Remove one or more networks",
-		Args:    requiresMinArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			api, err := c.Client(cmd.Context())
-			if err != nil {
-				return err
-			}
-			var errs []string
-			for _, n := range args {
-				if _, err := api.NetworkRemove(cmd.Context(), n, client.NetworkRemoveOptions{}); err != nil {
-					if force && cerrdefs.IsNotFound(err) {
-						continue
-					}
-					errs = append(errs, c.errorText(err))
-					continue
-				}
-				fmt.Fprintln(c.out, n)
-			}
-			if len(errs) > 0 {
-				return errors.New(strings.Join(errs, "\n"))
-			}
-			return nil
-		},
-	}
+	cmd := c.verbCommand("rm NETWORK [NETWORK...]", "Remove one or more networks",
+		func(ctx context.Context, api *client.Client, n string) error {
+			_, err := api.NetworkRemove(ctx, n, client.NetworkRemoveOptions{})
+			return skipMissing(err, force)
+		})
+	cmd.Aliases = []string{"remove"}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "Do not error if the network does not exist")
 	return cmd
 }
@@ -294,58 +259,11 @@ func (c *CLI) newNetworkDisconnectCommand() *cobra.Command {
 		Use:   "disconnect [OPTIONS] NETWORK CONTAINER",
 		Short: "Disconnect a container from a network",
 		Args:  exactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			api, err := c.Client(cmd.Context())
-			if err != nil {
-				return err
-			}
-			_, err = api.NetworkDisconnect(cmd.Context(), args[0], client.NetworkDisconnectOptions{Container: args[1], Force: force})
+		RunE: c.withAPI(func(ctx context.Context, api *client.Client, args []string) error {
+			_, err := api.NetworkDisconnect(ctx, args[0], client.NetworkDisconnectOptions{Container: args[1], Force: force})
 			return err
-		},
+		}),
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "Force the container to disconnect from a network")
 	return cmd
-}
-
-func (c *CLI) newNetworkPruneCommand() *cobra.Command {
-	var force bool
-	filters := opts.NewFilters()
-	cmd := &cobra.Command{
-		Use:   "prune [OPTIONS]",
-		Short: "Remove all unused networks",
-		Args:  noArgsCmd,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if !force && !c.confirm("WARNING! This will remove all custom networks not used by at least one container.") {
-				return nil
-			}
-			out, err := c.pruneNetworks(cmd, filters.Value())
-			if err != nil {
-				return err
-			}
-			fmt.Fprint(c.out, out)
-			return nil
-		},
-	}
-	cmd.Flags().BoolVarP(&force, "force", "f", false, "Do not prompt for confirmation")
-	cmd.Flags().Var(filters, "filter", `Provide filter values (e.g. "until=<timestamp>")`)
-	return cmd
-}
-
-func (c *CLI) pruneNetworks(cmd *cobra.Command, f client.Filters) (string, error) {
-	api, err := c.Client(cmd.Context())
-	if err != nil {
-		return "", err
-	}
-	res, err := api.NetworkPrune(cmd.Context(), client.NetworkPruneOptions{Filters: f})
-	if err != nil {
-		return "", err
-	}
-	var b strings.Builder
-	if len(res.Report.NetworksDeleted) > 0 {
-		b.WriteString("Deleted Networks:\n")
-		for _, n := range res.Report.NetworksDeleted {
-			b.WriteString(n + "\n")
-		}
-	}
-	return b.String(), nil
 }

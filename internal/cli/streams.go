@@ -18,12 +18,20 @@ type InStream struct {
 
 // NewInStream wraps r.
 func NewInStream(r io.ReadCloser) *InStream {
-	s := &InStream{ReadCloser: r, fd: -1}
-	if f, ok := r.(*os.File); ok {
-		s.fd = int(f.Fd())
-		s.isTerm = term.IsTerminal(s.fd)
-	}
+	s := &InStream{ReadCloser: r}
+	s.fd, s.isTerm = terminalFd(r)
 	return s
+}
+
+// terminalFd is the descriptor of a stream that is a file (-1 otherwise), and whether it is
+// a terminal.
+func terminalFd(stream any) (int, bool) {
+	f, ok := stream.(*os.File)
+	if !ok {
+		return -1, false
+	}
+	fd := int(f.Fd())
+	return fd, term.IsTerminal(fd)
 }
 
 // IsTerminal reports whether the input is a terminal.
@@ -59,11 +67,8 @@ type OutStream struct {
 
 // NewOutStream wraps w.
 func NewOutStream(w io.Writer) *OutStream {
-	s := &OutStream{Writer: w, fd: -1}
-	if f, ok := w.(*os.File); ok {
-		s.fd = int(f.Fd())
-		s.isTerm = term.IsTerminal(s.fd)
-	}
+	s := &OutStream{Writer: w}
+	s.fd, s.isTerm = terminalFd(w)
 	return s
 }
 

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"text/template"
 	"time"
 
 	"github.com/docker/go-units"
@@ -42,132 +43,6 @@ func (c *CLI) newContainerCommand() *cobra.Command {
 	)
 }
 
-func (c *CLI) newContainerPruneCommand() *cobra.Command {
-	var force bool
-	filters := opts.NewFilters()
-	cmd := &cobra.Command{
-		Use:   "prune [OPTIONS]",
-		Short: "Remove all stopped containers",
-		Args:  noArgsCmd,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if !force && !c.confirm("WARNING! This will remove all stopped containers.") {
-				return nil
-			}
-			space, out, err := c.pruneContainers(cmd.Context(), filters.Value())
-			if err != nil {
-				return err
-			}
-			fmt.Fprint(c.out, out)
-			fmt.Fprintln(c.out, "Total reclaimed space:", units.HumanSize(float64(space)))
-			return nil
-		},
-	}
-	cmd.Flags().BoolVarP(&force, "force", "f", false, "Do not prompt for confirmation")
-	cmd.Flags().Var(filters, "filter", `Provide filter values (e.g. "until=<timestamp>")`)
-	return cmd
-}
-
-func (c *CLI) pruneContainers(ctx context.Context, f client.Filters) (uint64, string, error) {
-	api, err := c.Client(ctx)
-	if err != nil {
-		return 0, "", err
-	}
-	res, err := api.ContainerPrune(ctx, client.ContainerPruneOptions{Filters: f})
-	if err != nil {
-		return 0, "", err
-	}
-	var b strings.Builder
-	if len(res.Report.ContainersDeleted) > 0 {
-		b.WriteString("Deleted Containers:\n")
-		for _, id := range res.Report.ContainersDeleted {
-			b.WriteString(id + "\n")
-		}
-		b.WriteString("\n")
-	}
-	return res.Report.SpaceReclaimed, b.String(), nil
-}
-
-func (c *CLI) newSystemPruneCommand() *cobra.Command {
-	var all, force, volumes bool
-	filters := opts.NewFilters()
-	cmd := &cobra.Command{
-		Use:   "prune [OPTIONS]",
-		Short: "Remove unused data",
-		Args:  noArgsCmd,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			warning := "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container\n"
-			if volumes {
-				warning += "  - all anonymous volumes not used by at least one container\n"
-			}
-			if all {
-				warning += "  - all images without at least one container associated to them\n  - all build cache\n"
-			} else {
-				warning += "  - all dangling images\n  - unused build cache\n"
-			}
-			if !force && !c.confirm(warning) {
-				return nil
-			}
-			var total uint64
-			space, out, err := c.pruneContainers(ctx, filters.Value())
-			if err != nil {
-				return err
-			}
-			total += space
-			fmt.Fprint(c.out, out)
-			nout, err := c.pruneNetworks(cmd, filters.Value())
-			if err != nil {
-				return err
-			}
-			if nout != "" {
-				fmt.Fprintln(c.out, nout)
-			}
-			api, err := c.Client(ctx)
-			if err != nil {
-				return err
-			}
-			if volumes {
-				res, err := api.VolumePrune(ctx, client.VolumePruneOptions{Filters: filters.Value()})
-				if err != nil {
-					return err
-				}
-				if len(res.Report.VolumesDeleted) > 0 {
-					fmt.Fprintln(c.out, "Deleted Volumes:")
-					for _, v := range res.Report.VolumesDeleted {
-						fmt.Fprintln(c.out, v)
-					}
-					fmt.Fprintln(c.out)
-				}
-				total += res.Report.SpaceReclaimed
-			}
-			space, out, err = c.pruneImages(ctx, all, filters.Value())
-			if err != nil {
-				return err
-			}
-			total += space
-			fmt.Fprint(c.out, out)
-			if res, err := api.BuildCachePrune(ctx, client.BuildCachePruneOptions{All: all, Filters: filters.Value()}); err == nil {
-				if len(res.Report.CachesDeleted) > 0 {
-					fmt.Fprintln(c.out, "Deleted build cache objects:")
-					for _, id := range res.Report.CachesDeleted {
-						fmt.Fprintln(c.out, id)
-					}
-					fmt.Fprintln(c.out)
-				}
-				total += res.Report.SpaceReclaimed
-			}
-			fmt.Fprintln(c.out, "Total reclaimed space:", units.HumanSize(float64(total)))
-			return nil
-		},
-	}
-	fs := cmd.Flags()
-	fs.BoolVarP(&all, "all", "a", false, "Remove all unused images not just dangling ones")
-	fs.BoolVarP(&force, "force", "f", false, "Do not prompt for confirmation")
-	fs.BoolVar(&volumes, "volumes", false, "Prune anonymous volumes")
-	fs.Var(filters, "filter", `Provide filter values (e.g. "label=<key>=<value>")`)
-	return cmd
-}
-
 func (c *CLI) newDfCommand() *cobra.Command {
 	var verbose bool
 	var fmtFlag string
@@ -175,12 +50,8 @@ func (c *CLI) newDfCommand() *cobra.Command {
 		Use:   "df [OPTIONS]",
 		Short: "Show berth disk usage",
 		Args:  noArgsCmd,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			api, err := c.Client(cmd.Context())
-			if err != nil {
-				return err
-			}
-			du, err := api.DiskUsage(cmd.Context(), client.DiskUsageOptions{
+		RunE: c.withAPI(func(ctx context.Context, api *client.Client, args []string) error {
+			du, err := api.DiskUsage(ctx, client.DiskUsageOptions{
 				Containers: true, Images: true, Volumes: true, BuildCache: true, Verbose: verbose,
 			})
 			if err != nil {
@@ -194,7 +65,7 @@ func (c *CLI) newDfCommand() *cobra.Command {
 				source = format.DefaultDiskUsageTable
 			}
 			return format.Write(c.out, format.Format(source), format.DiskUsageHeader, format.DiskUsageRows(du))
-		},
+		}),
 	}
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "Show detailed information on space usage")
 	cmd.Flags().StringVar(&fmtFlag, "format", "", formatHelp(true))
@@ -217,13 +88,9 @@ func (c *CLI) eventsCommand() *cobra.Command {
 			case "":
 				tmplFn = printEvent
 			default:
-				src := fmtFlag
-				if src == format.JSONKey {
-					src = "{{json .}}"
-				}
-				t, err := format.Parse(src)
+				t, err := parseTemplate(fmtFlag, "Error parsing format: ")
 				if err != nil {
-					return StatusError{Status: "Error parsing format: " + err.Error(), Code: 64}
+					return err
 				}
 				tmplFn = func(w io.Writer, m events.Message) error {
 					if err := t.Execute(w, m); err != nil {
@@ -259,6 +126,20 @@ func (c *CLI) eventsCommand() *cobra.Command {
 	fs.VarP(filters, "filter", "f", "Filter output based on conditions provided")
 	fs.StringVar(&fmtFlag, "format", "", formatHelp(false))
 	return cmd
+}
+
+// parseTemplate parses the --format of a command without tables ("json": the whole value as
+// JSON). A template that does not parse ends the command with exit code 64, its error after
+// failed.
+func parseTemplate(src, failed string) (*template.Template, error) {
+	if src == format.JSONKey {
+		src = "{{json .}}"
+	}
+	t, err := format.Parse(src)
+	if err != nil {
+		return nil, StatusError{Status: failed + err.Error(), Code: 64}
+	}
+	return t, nil
 }
 
 // printEvent prints an event as docker does: time, type, action, actor, attributes.
@@ -348,15 +229,12 @@ func (c *CLI) newVersionCommand() *cobra.Command {
 		Args:  noArgsCmd,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			src := fmtFlag
-			switch src {
-			case "":
+			if src == "" {
 				src = versionTemplate
-			case format.JSONKey:
-				src = "{{json .}}"
 			}
-			tmpl, err := format.Parse(src)
+			tmpl, err := parseTemplate(src, "template parsing error: ")
 			if err != nil {
-				return StatusError{Status: "template parsing error: " + err.Error(), Code: 64}
+				return err
 			}
 			v := versionInfo{Client: clientVersion{
 				Platform: struct{ Name string }{"berth"}, Version: Version, APIVersion: client.MaxAPIVersion,
@@ -427,13 +305,9 @@ func (c *CLI) infoCommand(use string) *cobra.Command {
 				view.ServerErrors = append(view.ServerErrors, c.errorText(err))
 			}
 			if fmtFlag != "" {
-				src := fmtFlag
-				if src == format.JSONKey {
-					src = "{{json .}}"
-				}
-				t, perr := format.Parse(src)
+				t, perr := parseTemplate(fmtFlag, "template parsing error: ")
 				if perr != nil {
-					return StatusError{Status: "template parsing error: " + perr.Error(), Code: 64}
+					return perr
 				}
 				if err := t.Execute(c.out, view); err != nil {
 					return fmt.Errorf("template parsing error: %w", err)

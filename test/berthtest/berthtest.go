@@ -33,16 +33,17 @@ func Root() string {
 var buildOnce sync.Once
 var buildErr error
 
-// Binaries builds bin/ (berthd, berth-shim, berth-runtime, berth-init, berth) once per test
-// binary and returns its directory.
+// Binaries builds what a berthd needs into bin/ (berthd, berth-shim, berth-runtime,
+// berth-init; not the berth CLI, which the tests do not use) once per test binary and
+// returns its directory.
 func Binaries(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		cmd := exec.Command("go", "build", "-trimpath", "-o", "bin/", "./cmd/...")
+		cmd := exec.Command("go", "build", "-trimpath", "-o", "bin/", "./cmd/berthd", "./cmd/berth-shim", "./cmd/berth-runtime", "./cmd/berth-init")
 		cmd.Dir = Root()
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/...: %v\n%s", err, out)
+			buildErr = fmt.Errorf("go build berthd and its helpers: %v\n%s", err, out)
 		}
 	})
 	if buildErr != nil {

@@ -241,14 +241,22 @@ func RebaseArchiveEntries(src io.Reader, oldBase, newBase string) io.ReadCloser 
 	return r
 }
 
-// ValidateOutputPath checks a local destination: its parent directory exists, and it is a
-// directory or a regular file when it exists.
-func ValidateOutputPath(p string) error {
+// ValidateOutputDir checks that the parent directory of a local destination exists.
+func ValidateOutputDir(p string) error {
 	dir := filepath.Dir(filepath.Clean(p))
 	if dir != "" && dir != "." {
 		if _, err := os.Stat(dir); os.IsNotExist(err) {
 			return fmt.Errorf("invalid output path: directory %q does not exist", dir)
 		}
+	}
+	return nil
+}
+
+// ValidateOutputPath checks a local destination: its parent directory exists, and it is a
+// directory or a regular file when it exists.
+func ValidateOutputPath(p string) error {
+	if err := ValidateOutputDir(p); err != nil {
+		return err
 	}
 	fi, err := os.Stat(p)
 	if os.IsNotExist(err) {

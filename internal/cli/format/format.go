@@ -30,6 +30,18 @@ const (
 // Format is a --format value: "table", "table TEMPLATE", "json" or a bare template.
 type Format string
 
+// listFormat is the format of a listing: quiet's with -q, whatever --format says; the
+// default table without --format or with "table"; else --format's value.
+func listFormat(source string, quiet bool, table, quietFormat Format) Format {
+	switch {
+	case quiet:
+		return quietFormat
+	case source == TableKey || source == "":
+		return table
+	}
+	return Format(source)
+}
+
 // IsTable reports whether f asks for a table with headers.
 func (f Format) IsTable() bool { return strings.HasPrefix(string(f), TableKey) }
 

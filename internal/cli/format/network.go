@@ -12,16 +12,7 @@ const DefaultNetworkTable = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
 
 // NetworkFormat is the format `network ls` uses for its --format value and -q.
 func NetworkFormat(source string, quiet bool) Format {
-	if source == TableKey || source == "" {
-		if quiet {
-			return QuietFormat
-		}
-		return DefaultNetworkTable
-	}
-	if quiet {
-		return QuietFormat
-	}
-	return Format(source)
+	return listFormat(source, quiet, DefaultNetworkTable, QuietFormat)
 }
 
 // NetworkHeader names the columns of network rows.

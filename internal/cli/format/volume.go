@@ -12,16 +12,7 @@ const DefaultVolumeTable = "table {{.Driver}}\t{{.Name}}"
 
 // VolumeFormat is the format `volume ls` uses for its --format value and -q.
 func VolumeFormat(source string, quiet bool) Format {
-	if source == TableKey || source == "" {
-		if quiet {
-			return "{{.Name}}"
-		}
-		return DefaultVolumeTable
-	}
-	if quiet {
-		return "{{.Name}}"
-	}
-	return Format(source)
+	return listFormat(source, quiet, DefaultVolumeTable, "{{.Name}}")
 }
 
 // VolumeHeader names the columns of volume rows.

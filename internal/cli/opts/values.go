@@ -246,8 +246,33 @@ func (u *Ulimits) List() []*container.Ulimit {
 	return out
 }
 
+// deviceList is the values of a repeatable flag with one setting per device.
+type deviceList[T fmt.Stringer] struct{ values []T }
+
+// String lists the settings.
+func (d *deviceList[T]) String() string {
+	var out []string
+	for _, v := range d.values {
+		out = append(out, v.String())
+	}
+	return fmt.Sprintf("%v", out)
+}
+
+// Type is "list".
+func (d *deviceList[T]) Type() string { return "list" }
+
+// List is the settings (empty, not nil, when none: docker sends []).
+func (d *deviceList[T]) List() []T {
+	if d.values == nil {
+		return []T{}
+	}
+	return d.values
+}
+
 // WeightDevices is --blkio-weight-device ("/dev/sda:200").
-type WeightDevices struct{ values []*blkiodev.WeightDevice }
+type WeightDevices struct {
+	deviceList[*blkiodev.WeightDevice]
+}
 
 // Set parses one device weight.
 func (w *WeightDevices) Set(v string) error {
@@ -266,30 +291,10 @@ func (w *WeightDevices) Set(v string) error {
 	return nil
 }
 
-// String lists the weights.
-func (w *WeightDevices) String() string {
-	var out []string
-	for _, d := range w.values {
-		out = append(out, d.String())
-	}
-	return fmt.Sprintf("%v", out)
-}
-
-// Type is "list".
-func (w *WeightDevices) Type() string { return "list" }
-
-// List is the device weights (empty, not nil, when none: docker sends []).
-func (w *WeightDevices) List() []*blkiodev.WeightDevice {
-	if w.values == nil {
-		return []*blkiodev.WeightDevice{}
-	}
-	return w.values
-}
-
 // ThrottleDevices is --device-{read,write}-{bps,iops} ("/dev/sda:1mb").
 type ThrottleDevices struct {
-	values []*blkiodev.ThrottleDevice
-	iops   bool
+	deviceList[*blkiodev.ThrottleDevice]
+	iops bool
 }
 
 // NewThrottleDevices makes a list of byte rates, or of operation rates when iops.
@@ -317,26 +322,6 @@ func (t *ThrottleDevices) Set(v string) error {
 	}
 	t.values = append(t.values, &blkiodev.ThrottleDevice{Path: path, Rate: n})
 	return nil
-}
-
-// String lists the rates.
-func (t *ThrottleDevices) String() string {
-	var out []string
-	for _, d := range t.values {
-		out = append(out, d.String())
-	}
-	return fmt.Sprintf("%v", out)
-}
-
-// Type is "list".
-func (t *ThrottleDevices) Type() string { return "list" }
-
-// List is the device rates (empty, not nil, when none: docker sends []).
-func (t *ThrottleDevices) List() []*blkiodev.ThrottleDevice {
-	if t.values == nil {
-		return []*blkiodev.ThrottleDevice{}
-	}
-	return t.values
 }
 
 // Mounts is the repeatable --mount flag: CSV fields as docker takes them

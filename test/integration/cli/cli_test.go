@@ -43,7 +43,7 @@ func waitFor(cond func() bool) bool {
 // stdin, exits with the container's exit code (127 for a missing command, 125 for a
 // daemon error) and --rm removes the container.
 func TestRunForeground(t *testing.T) {
-	d := daemon(t)
+	d := berthd(t)
 	r := d.berth(t, runArgs([]string{"--rm"}, "echo", "hello from berth")...)
 	if wantCode(t, "run echo", r, 0) && r.stdout != "hello from berth\n" {
 		t.Errorf("run echo: stdout %q", r.stdout)
@@ -56,8 +56,10 @@ func TestRunForeground(t *testing.T) {
 	if wantCode(t, "run -i cat", r, 0) && r.stdout != "line through stdin\n" {
 		t.Errorf("run -i cat: stdout %q", r.stdout)
 	}
+	// stderr starts with the daemon's error, or with --rm with what the wait for the removal
+	// says first ("error waiting for container: ..."), as docker's does.
 	r = d.berth(t, runArgs([]string{"--rm"}, "/no/such/command")...)
-	if wantCode(t, "run of a missing command", r, 127) && !strings.HasPrefix(r.stderr, "berth: Error response from daemon:") {
+	if wantCode(t, "run of a missing command", r, 127) && !regexp.MustCompile(`(?s)^(error waiting for container: [^\n]*\n)?berth: Error response from daemon: [^\n]*/no/such/command`).MatchString(r.stderr) {
 		t.Errorf("run of a missing command: stderr %q", r.stderr)
 	}
 	r = d.berth(t, "run", "--pull", "never", "--network", "none", "berth-cli/missing:latest", "true")
@@ -72,7 +74,7 @@ func TestRunForeground(t *testing.T) {
 // TestRunDetachedLogsStopRm: run -d prints the ID, logs shows the output (also --tail and
 // -t), stop's SIGTERM reaches the container, rm removes it.
 func TestRunDetachedLogsStopRm(t *testing.T) {
-	d := daemon(t)
+	d := berthd(t)
 	r := d.berth(t, runArgs([]string{"-d", "--name", "web"}, "sh", "-c", `trap "echo got TERM; exit 7" TERM; echo started; while :; do sleep 0.1; done`)...)
 	if !wantCode(t, "run -d", r, 0) {
 		t.FailNow()
@@ -126,7 +128,7 @@ func columnStart(t *testing.T, header, name string) int {
 // TestPsTableAndFormat: ps prints docker's table (headers, aligned columns), -a, -q,
 // --no-trunc, --filter, -n, and --format with templates, the table directive and json.
 func TestPsTableAndFormat(t *testing.T) {
-	d := daemon(t)
+	d := berthd(t)
 	d.ok(t, runArgs([]string{"-d", "--name", "ps-running", "-l", "tier=front"}, "sleep", "300")...)
 	d.ok(t, "create", "--network", "none", "--name", "ps-created", baseImage, "true")
 
@@ -193,7 +195,7 @@ func TestPsTableAndFormat(t *testing.T) {
 // TestExec: exec's output, exit code, stdin with -i, user, workdir, environment (also from a
 // file), detached execs, and a missing container.
 func TestExec(t *testing.T) {
-	d := daemon(t)
+	d := berthd(t)
 	d.ok(t, runArgs([]string{"-d", "--name", "ex"}, "sleep", "300")...)
 	r := d.berth(t, "exec", "ex", "sh", "-c", "echo exec-out; echo exec-err >&2; exit 3")
 	if wantCode(t, "exec exit 3", r, 3) && (r.stdout != "exec-out\n" || !strings.Contains(r.stderr, "exec-err")) {
@@ -226,7 +228,7 @@ func TestExec(t *testing.T) {
 // TestInspectFormat: inspect's JSON array (4-space indent), -f on the typed value and on the
 // raw JSON (fields the API types lack), --type, and missing objects.
 func TestInspectFormat(t *testing.T) {
-	d := daemon(t)
+	d := berthd(t)
 	d.ok(t, runArgs([]string{"-d", "--name", "insp", "-l", "k=v", "-e", "A=1"}, "sleep", "300")...)
 	for _, c := range []struct{ tmpl, want string }{
 		{"{{.State.Status}}", "running"},
@@ -263,7 +265,7 @@ func TestInspectFormat(t *testing.T) {
 
 // TestImagesTagRmi: images's table and formats, tag, rmi.
 func TestImagesTagRmi(t *testing.T) {
-	d := daemon(t)
+	d := berthd(t)
 	d.ok(t, "tag", baseImage, "berth-cli/tagged:v1")
 	out := lines(d.ok(t, "images"))
 	if len(out) != 3 {
@@ -348,7 +350,7 @@ func contains(list []string, s string) bool {
 // TestSaveLoad: save to a file and to stdout, load from a file and from stdin, and the
 // loaded image runs.
 func TestSaveLoad(t *testing.T) {
-	d := daemon(t)
+	d := berthd(t)
 	d.ok(t, "tag", baseImage, "berth-cli/saved:1")
 	archive := filepath.Join(t.TempDir(), "saved.tar")
 	d.ok(t, "save", "-o", archive, "berth-cli/saved:1")
@@ -387,7 +389,7 @@ func TestSaveLoad(t *testing.T) {
 // TestVolumes: volume create, ls (table, -q, --format), inspect -f, data kept across
 // containers, rm.
 func TestVolumes(t *testing.T) {
-	d := daemon(t)
+	d := berthd(t)
 	if out := d.ok(t, "volume", "create", "--label", "k=v", "berth-cli-vol"); out != "berth-cli-vol\n" {
 		t.Errorf("volume create: %q", out)
 	}
@@ -420,7 +422,7 @@ func TestVolumes(t *testing.T) {
 // a directory's contents ("/."), following links or not, "-" as a tar on stdin and stdout,
 // and the errors.
 func TestCp(t *testing.T) {
-	d := daemon(t)
+	d := berthd(t)
 	d.ok(t, runArgs([]string{"-d", "--name", "cp"}, "sleep", "300")...)
 	local := t.TempDir()
 	src := filepath.Join(local, "src")
@@ -512,7 +514,7 @@ func TestCp(t *testing.T) {
 // TestBuild: build of a context directory (.dockerignore, --build-arg, -t, --iidfile,
 // docker's step output), -q, and a failing step.
 func TestBuild(t *testing.T) {
-	d := daemon(t)
+	d := dockerd(t)
 	ctx := t.TempDir()
 	files := map[string]string{
 		"Dockerfile":      "FROM " + baseImage + "\nARG X=def\nCOPY . /ctx/\nRUN echo \"x=$X\" > /x.txt\nLABEL l=v\nCMD [\"cat\",\"/x.txt\"]\n",
@@ -568,7 +570,7 @@ func TestBuild(t *testing.T) {
 // terminal of berth's size, typed input reaches it, its exit code is berth's), the detach
 // keys, and exec -it.
 func TestRunInteractiveTTY(t *testing.T) {
-	d := daemon(t)
+	d := berthd(t)
 	r := d.ptyRun(t, nil, runArgs([]string{"--rm", "-t"}, "sh", "-c",
 		`tty; [ -t 0 ] && [ -t 1 ] && echo both-ttys; for i in $(seq 100); do s=$(stty size); [ "$s" = "24 80" ] && break; sleep 0.1; done; echo "size=$s"; exit 5`)...)
 	if wantCode(t, "run -t", r, 5) {
@@ -612,7 +614,7 @@ func TestRunInteractiveTTY(t *testing.T) {
 // order of precedence reversed); usage errors and an unreachable daemon give docker's
 // messages and exit codes.
 func TestHostAndErrors(t *testing.T) {
-	d := daemon(t)
+	d := berthd(t)
 	envWith := func(extra ...string) *testDaemon {
 		var env []string
 		for _, e := range d.Env {

@@ -16,15 +16,15 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"berth/test/berthtest"
 	"berth/test/bundle"
 	"berth/test/engine"
-	"berth/test/imagetest"
 )
 
-// baseImage is the busybox image every test may use; the daemon's cleanup keeps it.
+// baseImage is the busybox image every test may use; a shared daemon's reset keeps it.
 const baseImage = "busybox:berth-cli"
 
-// testDaemon is the daemon the tests drive, as berth sees it.
+// testDaemon is a daemon the tests drive, as berth sees it.
 type testDaemon struct {
 	// Host is its address, for -H and BERTH_HOST.
 	Host string
@@ -32,51 +32,85 @@ type testDaemon struct {
 	Env []string
 	// baseID is the ID of baseImage.
 	baseID string
-	// stop stops it and returns what was left behind.
+	// stop stops a shared daemon and returns what was left behind.
 	stop func() []string
 }
 
+// newTestDaemon is the daemon at host, as berth sees it.
+func newTestDaemon(host string) *testDaemon {
+	return &testDaemon{
+		Host: host,
+		Env:  engine.BaseEnv("BERTH_HOST="+host, "BERTH_CONFIG="+filepath.Join(work, "config")),
+	}
+}
+
+// berthd is a private berthd for one test (test/berthtest: its own data root, exec root and
+// socket, its containers' cgroups under the run's parent) with baseImage in it. At the end
+// of the test berthtest's cleanup removes the containers and volumes left, stops it and
+// fails the test on anything left behind. With $BERTH_CLI_TEST_HOST, the daemon there
+// instead, shared by the tests, which remove what they made.
+func berthd(t *testing.T) *testDaemon {
+	t.Helper()
+	requireTools(t, "busybox", "tar")
+	if host := os.Getenv("BERTH_CLI_TEST_HOST"); host != "" {
+		return hostDaemon.get(t, func() (*testDaemon, error) { return useDaemon(t, host) })
+	}
+	bd := berthtest.Start(t, berthtest.Options{})
+	d := newTestDaemon("unix://" + bd.Socket)
+	if err := d.importBase(t); err != nil {
+		t.Fatalf("%v\nberthd log:\n%s", err, bd.LogTail(20))
+	}
+	return d
+}
+
+// dockerd is the package's private dockerd, for what berthd does not serve yet (build and
+// user networks: those tests check berth's client side), started by the first test that
+// needs it and stopped by TestMain. At the end of each test it removes what the test made.
+func dockerd(t *testing.T) *testDaemon {
+	t.Helper()
+	requireTools(t, "dockerd", "containerd", "busybox", "tar")
+	return privateDockerd.get(t, func() (*testDaemon, error) { return startDockerd(t) })
+}
+
+// sharedDaemon is a daemon that several tests drive in turn.
+type sharedDaemon struct {
+	once sync.Once
+	d    *testDaemon
+	err  error
+}
+
 var (
-	daemonOnce sync.Once
-	theDaemon  *testDaemon
-	daemonErr  error
+	privateDockerd sharedDaemon
+	hostDaemon     sharedDaemon
 )
 
-// daemon is the package's daemon, started by the first test that needs it, with
-// baseImage in it. At the end of the test it removes what the test made.
-func daemon(t *testing.T) *testDaemon {
+// get starts the daemon on first use and resets it at the end of the test.
+func (s *sharedDaemon) get(t *testing.T, start func() (*testDaemon, error)) *testDaemon {
 	t.Helper()
-	if os.Getenv("BERTH_CLI_TEST_HOST") == "" {
-		requireTools(t, "dockerd", "containerd")
+	s.once.Do(func() { s.d, s.err = start() })
+	if s.err != nil {
+		t.Fatalf("daemon: %v", s.err)
 	}
-	requireTools(t, "busybox", "tar")
-	daemonOnce.Do(func() { theDaemon, daemonErr = startDaemon(t) })
-	if daemonErr != nil {
-		t.Fatalf("daemon: %v", daemonErr)
-	}
-	if theDaemon == nil {
+	if s.d == nil {
 		t.Fatal("daemon: it did not start (see the first test's log)")
 	}
-	t.Cleanup(func() { theDaemon.reset(t) })
-	return theDaemon
+	t.Cleanup(func() { s.d.reset(t) })
+	return s.d
 }
 
-// stopDaemon stops the package's daemon, when it was started, and lists what was left.
-func stopDaemon() []string {
-	if theDaemon == nil || theDaemon.stop == nil {
-		return nil
+// stopDaemons stops the shared daemons that were started and lists what was left.
+func stopDaemons() []string {
+	var problems []string
+	for _, s := range []*sharedDaemon{&privateDockerd, &hostDaemon} {
+		if s.d != nil && s.d.stop != nil {
+			problems = append(problems, s.d.stop()...)
+		}
 	}
-	return theDaemon.stop()
+	return problems
 }
 
-// startDaemon is the one place that says which daemon the tests drive: a private dockerd
-// (test/engine) in the package's directory, or the daemon at $BERTH_CLI_TEST_HOST (a berthd
-// started by hand: "unix:///path/berth.sock"), which the tests then share and leave as they
-// found it.
-func startDaemon(t *testing.T) (*testDaemon, error) {
-	if host := os.Getenv("BERTH_CLI_TEST_HOST"); host != "" {
-		return useDaemon(t, host)
-	}
+// startDockerd starts a private dockerd (test/engine) in the package's directory.
+func startDockerd(t *testing.T) (*testDaemon, error) {
 	cg, removeCgroups, err := newCgroupParent()
 	if err != nil {
 		return nil, err
@@ -88,10 +122,7 @@ func startDaemon(t *testing.T) (*testDaemon, error) {
 		removeCgroups()
 		return nil, fmt.Errorf("dockerd: %w", err)
 	}
-	d := &testDaemon{
-		Host: "unix://" + ed.Socket,
-		Env:  engine.BaseEnv("BERTH_HOST=unix://"+ed.Socket, "BERTH_CONFIG="+filepath.Join(work, "config")),
-	}
+	d := newTestDaemon("unix://" + ed.Socket)
 	d.stop = func() []string {
 		var problems []string
 		if out, err := d.quiet("ps", "-aq"); err == nil && strings.TrimSpace(out) != "" {
@@ -128,10 +159,7 @@ func startDaemon(t *testing.T) (*testDaemon, error) {
 
 // useDaemon drives an already running daemon at host.
 func useDaemon(t *testing.T, host string) (*testDaemon, error) {
-	d := &testDaemon{
-		Host: host,
-		Env:  engine.BaseEnv("BERTH_HOST="+host, "BERTH_CONFIG="+filepath.Join(work, "config")),
-	}
+	d := newTestDaemon(host)
 	if err := d.importBase(t); err != nil {
 		return nil, err
 	}
@@ -144,16 +172,9 @@ func useDaemon(t *testing.T, host string) (*testDaemon, error) {
 	return d, nil
 }
 
-// importBase makes baseImage from the host's busybox (`berth import`).
+// importBase makes baseImage from the host's busybox (`berth import -`).
 func (d *testDaemon) importBase(t *testing.T) error {
-	rootfs := filepath.Join(work, "rootfs")
-	if err := os.Mkdir(rootfs, 0o755); err != nil {
-		return err
-	}
-	imagetest.BusyboxRootfs(t, rootfs)
-	tarball := filepath.Join(work, "rootfs.tar")
-	imagetest.TarDir(t, rootfs, tarball)
-	r := d.berth(t, "import", tarball, baseImage)
+	r := d.berthIn(t, bytes.NewReader(berthtest.BusyboxTar(t)), "import", "-", baseImage)
 	if r.code != 0 {
 		return fmt.Errorf("berth import: %v", r)
 	}

@@ -4,19 +4,23 @@
 // ps tables and templates, exec, inspect -f, images/tag/rmi, save/load, volumes, cp both
 // ways, build, and run -it through a pseudo-terminal).
 //
-// The daemon is given by one function, startDaemon: today a private dockerd (Debian's
-// docker.io 20.10, API 1.41) set up by test/engine, with its own data root, exec root,
-// socket and a cgroup parent nested under the test process's own cgroups; tomorrow berthd on
-// its socket. Every test works against the same daemon, gets a busybox image made from the
-// host's busybox-static (`berth import`), and leaves the daemon as it found it: its cleanup
-// removes the containers, images, volumes and networks it made and fails when any is left.
-// TestMain then stops the daemon by its PID, fails on processes, mounts or cgroups left
+// The daemon is berthd: each test starts its own private one (berthd, through
+// test/berthtest: its own data root, exec root and socket, its containers' cgroups under
+// the run's parent, a leak check at the end of the test) and gets a busybox image made from
+// the host's busybox-static (`berth import`). What berthd does not serve yet, build and user
+// networks, is tested against a private dockerd (Debian's docker.io 20.10, API 1.41, set up
+// by test/engine with a cgroup parent nested under the test process's own cgroups), started
+// by the first test that needs it and shared: each test leaves it as it found it (its
+// cleanup removes the containers, images, volumes and networks it made and fails when any is
+// left). TestMain then stops dockerd by its PID, fails on processes, mounts or cgroups left
 // behind, and removes the fixed host paths dockerd wrote that did not exist before. Runs of
 // the engine tests are serialized by test/engine's host-wide lock.
 //
-// The tests need root, dockerd/containerd (docker.io), busybox-static and GNU tar; they
-// skip when not root. BERTH_CLI names a prebuilt berth binary to test instead of building;
-// BERTH_CLI_TEST_HOST names a running daemon (berthd) to test against instead of dockerd.
+// The tests need root, the docker CLI (berthtest drives berthd's start and cleanup with
+// it), dockerd/containerd (docker.io), busybox-static and GNU tar; they skip when not root.
+// BERTH_CLI names a prebuilt berth binary to test instead of building; BERTH_CLI_TEST_HOST
+// names a running daemon to test against instead of private berthds (shared by the tests,
+// which leave it as they found it).
 package cli_test
 
 import (
@@ -45,7 +49,7 @@ func TestMain(m *testing.M) {
 
 func testMain(m *testing.M) int {
 	if os.Geteuid() != 0 {
-		skipAll = "the CLI tests need root (they run a private dockerd)"
+		skipAll = "the CLI tests need root (they run private berthds and a dockerd)"
 		return m.Run()
 	}
 	var err error
@@ -69,7 +73,7 @@ func testMain(m *testing.M) int {
 	defer unlock()
 	before := engine.SnapshotHostPaths()
 	code := m.Run()
-	if problems := stopDaemon(); len(problems) > 0 {
+	if problems := stopDaemons(); len(problems) > 0 {
 		for _, p := range problems {
 			fmt.Fprintln(os.Stderr, "cli: cleanup:", p)
 		}

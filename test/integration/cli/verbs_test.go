@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +17,7 @@ import (
 // TestRunSignalProxy: a signal berth receives while running a container in the foreground
 // reaches the container (--sig-proxy, the default), and berth exits with the container's code.
 func TestRunSignalProxy(t *testing.T) {
-	d := daemon(t)
+	d := berthd(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, berthBin, runArgs([]string{"--rm"}, "sh", "-c", `trap "echo got TERM; exit 7" TERM; echo ready; while :; do sleep 0.1; done`)...)
@@ -51,7 +52,7 @@ func TestRunSignalProxy(t *testing.T) {
 // unpause, top, port, rename, update, diff, commit, export, kill, wait, restart, stats and
 // events.
 func TestContainerVerbs(t *testing.T) {
-	d := daemon(t)
+	d := berthd(t)
 	id := strings.TrimSpace(d.ok(t, runArgs([]string{"-d", "--name", "verbs", "--expose", "8080"}, "sh", "-c", "echo x > /tmp/changed; exec sleep 300")...))
 	if out := d.ok(t, "pause", "verbs"); out != "verbs\n" {
 		t.Errorf("pause: %q", out)
@@ -119,13 +120,31 @@ func TestContainerVerbs(t *testing.T) {
 	if got := strings.TrimSpace(d.ok(t, "inspect", "-f", "{{.State.Running}}", "verbs2")); got != "true" {
 		t.Errorf("after restart: running %q", got)
 	}
-	evs := lines(d.ok(t, "events", "--since", "10m", "--until", "0s", "--filter", "container="+id, "--format", "{{.Action}}"))
-	for _, want := range []string{"create", "start", "pause", "unpause", "rename", "kill", "die"} {
+	// The past events up to now. Not --until 0s: the client sends a duration as whole
+	// seconds, which leaves out the events of the current second.
+	pastEvents := func(format string) []string {
+		now := time.Now()
+		return lines(d.ok(t, "events", "--since", "10m", "--until", fmt.Sprintf("%d.%09d", now.Unix(), now.Nanosecond()),
+			"--filter", "container="+id, "--format", format))
+	}
+	wantEvents := []string{"create", "start", "pause", "unpause", "rename", "kill", "die"}
+	var evs []string
+	// A daemon may publish an event just after the request that caused it has returned.
+	waitFor(func() bool {
+		evs = pastEvents("{{.Action}}")
+		for _, want := range wantEvents {
+			if !contains(evs, want) {
+				return false
+			}
+		}
+		return true
+	})
+	for _, want := range wantEvents {
 		if !contains(evs, want) {
 			t.Errorf("events: no %s in %q", want, evs)
 		}
 	}
-	for _, l := range lines(d.ok(t, "events", "--since", "10m", "--until", "0s", "--filter", "container="+id, "--format", "json")) {
+	for _, l := range pastEvents("json") {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(l), &m); err != nil || m["Type"] != "container" {
 			t.Errorf("events --format json: %q %v", l, err)
@@ -134,9 +153,10 @@ func TestContainerVerbs(t *testing.T) {
 	d.ok(t, "rm", "-f", "verbs2")
 }
 
-// TestSystemAndNetworks: version, info, system df, networks.
+// TestSystemAndNetworks: version, info, system df against berthd; networks against the
+// private dockerd (berthd has no user networks yet).
 func TestSystemAndNetworks(t *testing.T) {
-	d := daemon(t)
+	d := berthd(t)
 	if out := d.ok(t, "version"); !strings.Contains(out, "Client: berth") || !strings.Contains(out, "Server:") {
 		t.Errorf("version: %q", out)
 	}
@@ -150,6 +170,7 @@ func TestSystemAndNetworks(t *testing.T) {
 	if len(df) != 5 || !strings.HasPrefix(df[0], "TYPE            TOTAL     ACTIVE    SIZE") || !strings.HasPrefix(df[1], "Images          1 ") {
 		t.Errorf("system df: %q", df)
 	}
+	d = dockerd(t)
 	netID := strings.TrimSpace(d.ok(t, "network", "create", "--driver", "bridge", "--subnet", "10.213.0.0/24", "--gateway", "10.213.0.1", "--label", "k=v", "berth-cli-net"))
 	if !fullID.MatchString(netID) {
 		t.Errorf("network create printed %q", netID)
