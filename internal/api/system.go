@@ -112,6 +112,9 @@ func (s *Server) events(w http.ResponseWriter, r *request) error {
 	}
 	if !since.IsZero() || !until.IsZero() {
 		for _, m := range past {
+			if !until.IsZero() && time.Unix(0, m.TimeNano).After(until) {
+				continue // the ring may hold them out of order; skip, do not stop
+			}
 			if !send(m) {
 				return nil
 			}
