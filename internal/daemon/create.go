@@ -70,6 +70,13 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (res CreateResul
 		return res, err
 	}
 	warnings := oci.Adapt(hc, nil)
+	if len(hc.PortBindings) > 0 || hc.PublishAllPorts {
+		if hc.NetworkMode != "host" {
+			return res, errdefs.Invalid("cannot publish ports: berthd has no bridge network yet (use --network host, where the container's ports are the host's)")
+		}
+		warnings = append(warnings, "Published ports are discarded when using host network mode")
+		hc.PortBindings, hc.PublishAllPorts = nil, false
+	}
 	if hc.AutoRemove && hc.RestartPolicy.Name != "" && hc.RestartPolicy.Name != container.RestartPolicyDisabled {
 		return res, errdefs.Invalid("can't create 'AutoRemove' container with restart policy")
 	}
