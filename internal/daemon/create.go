@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -53,6 +54,12 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (res CreateResul
 	}
 	im, err := d.images.Resolve(cfg.Image)
 	if err != nil {
+		if errors.Is(err, errdefs.ErrNotFound) {
+			// dockerd names the image with its tag: "No such image: busybox:latest".
+			if ref, perr := image.ParseRef(cfg.Image); perr == nil {
+				return res, errdefs.NotFound("No such image: %s", image.Familiar(ref.String()))
+			}
+		}
 		return res, err
 	}
 	imgCfg, err := d.imageConfig(im)

@@ -287,7 +287,7 @@ func (d *Daemon) ExecStart(ctx context.Context, id string, conn Conn, tty bool) 
 			// No pid file: the runtime failed before the process ran (dockerd's 126/127).
 			if _, err := os.Stat(filepath.Join(dir, "pid")); errors.Is(err, os.ErrNotExist) {
 				if msg, _ := os.ReadFile(filepath.Join(dir, "runtime.log")); len(msg) > 0 {
-					code = startErrorCode(errors.New(string(msg)))
+					code = startErrorCode(classifyStartError(errors.New(string(msg)), e.Config.Cmd[0]))
 					if code == 128 {
 						code = 126
 					}
@@ -555,7 +555,8 @@ func (b *limitedBuffer) String() string {
 }
 
 // kill kills an exec's process (a health probe past its timeout): the process in the
-// container, whose pid the runtime wrote by now, and the runtime's own process.
+// container, whose pid the runtime wrote by now; the runtime then reaps it and exits. Only
+// when there is no pid yet is the runtime's own process killed.
 func (e *Exec) kill() {
 	e.mu.Lock()
 	dir, proc, pid := e.dir, e.proc, e.pid
@@ -567,6 +568,7 @@ func (e *Exec) kill() {
 	}
 	if pid > 0 {
 		killPid(pid)
+		return
 	}
 	if proc != nil {
 		proc.Kill()

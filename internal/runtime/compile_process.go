@@ -219,13 +219,15 @@ func (c *compiler) compileExecCheck(pl *processPlan) {
 	for i, cand := range pl.candidates {
 		last := i == len(pl.candidates)-1
 		op := b.Sys(notFound, unix.SYS_FACCESSAT, child.AtFDCWD, b.Str(cand), unix.X_OK)
-		if !last {
-			b.Ignore(op, 4, unix.ENOENT, unix.ENOTDIR, unix.EACCES)
-		}
 		// By path, not through an fd: the program's fd slots may be above a lowered
 		// RLIMIT_NOFILE by now.
 		b.Special(fmt.Sprintf("exec %s: is a directory", cand), child.KindFailIfPathMode, b.Str(cand), unix.S_IFDIR)
-		skips = append(skips, b.Special("found "+cand, child.KindSkip, 0))
+		sk := b.Special("found "+cand, child.KindSkip, 0)
+		if !last {
+			// A candidate that is not there skips its own remaining ops, up to the next one.
+			b.Ignore(op, sk-op, unix.ENOENT, unix.ENOTDIR, unix.EACCES)
+		}
+		skips = append(skips, sk)
 	}
 	for _, sk := range skips {
 		b.SetSkip(sk, b.Len())
