@@ -182,6 +182,7 @@ func (d *Daemon) Kill9() {
 		d.t.Fatalf("kill berthd: %v", err)
 	}
 	<-d.exited
+	endSubreaper()
 	d.log.Close()
 }
 

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -21,13 +22,36 @@ import (
 // os/exec waits for).
 
 // becomeSubreaper makes the test process a child subreaper: processes orphaned below it are
-// reparented to it instead of to PID 1. The attribute belongs to the whole process and lasts
-// until it exits.
+// reparented to it instead of to PID 1. The attribute belongs to the whole process, so it is
+// held only while a Kill9 is under way (endSubreaper): left on, it would also collect what
+// other daemons of the test binary orphan (a runtime exec killed with a health probe leaves
+// its process in the container to the subreaper), and such a zombie, never reaped, keeps its
+// container's PID namespace, and so the container, from ever exiting.
 func becomeSubreaper() error {
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("prctl(PR_SET_CHILD_SUBREAPER): %w", err)
+	subreaper.Lock()
+	defer subreaper.Unlock()
+	if subreaper.holders == 0 {
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			return fmt.Errorf("prctl(PR_SET_CHILD_SUBREAPER): %w", err)
+		}
 	}
+	subreaper.holders++
 	return nil
+}
+
+// endSubreaper ends a becomeSubreaper once the killed berthd is gone (its children were
+// reparented when it died).
+func endSubreaper() {
+	subreaper.Lock()
+	defer subreaper.Unlock()
+	if subreaper.holders--; subreaper.holders == 0 {
+		unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+	}
+}
+
+var subreaper struct {
+	sync.Mutex
+	holders int
 }
 
 // procStat is what /proc/<pid>/stat says of a process: its name, state, parent and start
