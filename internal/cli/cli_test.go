@@ -245,6 +245,9 @@ func TestHijackedStream(t *testing.T) {
 		b := make([]byte, 64)
 		n, _ := io.ReadAtLeast(srv, b, 3)
 		got <- string(b[:n])
+		// The container's side stays open until the client detaches: an output EOF first
+		// would end the session before the detach keys are read.
+		io.Copy(io.Discard, srv)
 		srv.Close()
 	}()
 	h = &hijacked{c: c, in: strings.NewReader("abc\x10\x11def"), out: &out, resp: client.NewHijackedResponse(cl, ""), tty: true}
