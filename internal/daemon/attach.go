@@ -194,10 +194,11 @@ func (d *Daemon) Attach(ctx context.Context, ref string, opts AttachOptions, con
 	if !c.Config.OpenStdin {
 		opts.Stdin = false
 	}
+	logPath, maxFiles := c.LogPath, maxLogFiles(c)
 	c.mu.Unlock()
-	if opts.Logs && c.LogPath != "" {
+	if opts.Logs && logPath != "" {
 		w := logWriter(conn, tty)
-		err := logs.Read(ctx, c.LogPath, maxLogFiles(c), logs.Options{Tail: -1, Stdout: opts.Stdout, Stderr: opts.Stderr}, func(m logs.Message) error {
+		err := logs.Read(ctx, logPath, maxFiles, logs.Options{Tail: -1, Stdout: opts.Stdout, Stderr: opts.Stderr}, func(m logs.Message) error {
 			return w(m.Stream, m.Line)
 		})
 		if err != nil {

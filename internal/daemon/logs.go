@@ -32,6 +32,7 @@ func (d *Daemon) Logs(ctx context.Context, ref string, opts LogsOptions, w io.Wr
 	c.mu.Lock()
 	path, tty := c.LogPath, c.Config.Tty
 	driver := c.HostConfig.LogConfig.Type
+	maxFiles := maxLogFiles(c)
 	var done <-chan struct{}
 	if opts.Follow {
 		if t := c.run; t != nil && c.State.Running {
@@ -54,7 +55,7 @@ func (d *Daemon) Logs(ctx context.Context, ref string, opts LogsOptions, w io.Wr
 		}
 	}
 	lo := logs.Options{Tail: opts.Tail, Since: opts.Since, Until: opts.Until, Follow: opts.Follow, Stdout: opts.Stdout, Stderr: opts.Stderr, Done: done}
-	err = logs.Read(ctx, path, maxLogFiles(c), lo, func(m logs.Message) error {
+	err = logs.Read(ctx, path, maxFiles, lo, func(m logs.Message) error {
 		line := m.Line
 		if opts.Timestamps {
 			line = append([]byte(m.Time.UTC().Format("2006-01-02T15:04:05.000000000Z")+" "), line...)

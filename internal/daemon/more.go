@@ -261,6 +261,8 @@ func holdsInitPath(dir string) bool {
 
 // view is the container's filesystem as docker cp sees it.
 func (d *Daemon) view(c *Container) containerfs.View {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	v := containerfs.View{Container: c.ID, Root: c.Rootfs, ReadOnlyRoot: c.HostConfig.ReadonlyRootfs, User: c.Config.User}
 	for _, m := range c.Mounts {
 		if m.Type == "tmpfs" || m.Source == "" {

@@ -45,8 +45,11 @@ func (d *Daemon) Start(ctx context.Context, ref string) error {
 	c.RestartCount = 0
 	c.mu.Unlock()
 	err = d.start(ctx, c)
+	c.mu.Lock()
+	autoRemove := c.HostConfig.AutoRemove
+	c.mu.Unlock()
 	c.op.Unlock()
-	if err != nil && !errors.Is(err, errdefs.ErrNotModified) && !errors.Is(err, errdefs.ErrConflict) && c.HostConfig.AutoRemove {
+	if err != nil && !errors.Is(err, errdefs.ErrNotModified) && !errors.Is(err, errdefs.ErrConflict) && autoRemove {
 		// As dockerd: an auto-remove container that cannot start is removed (docker run --rm
 		// waits for that).
 		if rerr := d.Remove(context.Background(), c.ID, RemoveOptions{Force: true, Volumes: true}); rerr != nil && !errors.Is(rerr, errdefs.ErrNotFound) {
