@@ -147,6 +147,8 @@ func (d *Daemon) Commit(ctx context.Context, ref string, o CommitOptions) (strin
 		Message:  o.Comment,
 		Changes:  o.Changes,
 		Config:   commitImageConfig(&cfg),
+		// The container's healthcheck is the image's (none left it unset).
+		Healthcheck: cfg.Healthcheck,
 	})
 	if err != nil {
 		return "", err

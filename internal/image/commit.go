@@ -13,6 +13,7 @@ import (
 	"berth/internal/errdefs"
 	"berth/internal/snapshot"
 
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -27,6 +28,9 @@ type CommitOptions struct {
 	// Config, when not nil, replaces the base image's runtime config (the
 	// daemon passes the container's own: its Cmd, Env, ...).
 	Config *ocispec.ImageConfig
+	// Healthcheck, when not nil, is the new image's HEALTHCHECK (the container's); else the
+	// base image's is kept. The base image's ONBUILD and SHELL are kept.
+	Healthcheck *dockerspec.HealthcheckConfig
 	// Changes are Dockerfile instructions applied after Config.
 	Changes []string
 	Author  string
@@ -51,6 +55,7 @@ func (s *Store) Commit(ctx context.Context, opts CommitOptions) (*Image, error) 
 		return nil, err
 	}
 	var base *Image
+	var ext *dockerspec.DockerOCIImageConfigExt
 	cfg := ocispec.Image{Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH}, RootFS: ocispec.RootFS{Type: "layers"}}
 	var layers []ocispec.Descriptor
 	if opts.Image != "" {
@@ -61,6 +66,11 @@ func (s *Store) Commit(ctx context.Context, opts CommitOptions) (*Image, error) 
 			return nil, errdefs.Invalid("commit: snapshot %s is not based on image %s", opts.Snapshot, opts.Image)
 		}
 		cfg = base.Config
+		var doc dockerspec.DockerOCIImage
+		if err := s.readJSON(base.Manifest.Config.Digest, &doc); err == nil {
+			e := doc.Config.DockerOCIImageConfigExt
+			ext = &e
+		}
 		cfg.RootFS.DiffIDs = append([]digest.Digest(nil), cfg.RootFS.DiffIDs...)
 		cfg.History = append([]ocispec.History(nil), cfg.History...)
 		layers = append(layers, base.Manifest.Layers...)
@@ -70,6 +80,16 @@ func (s *Store) Commit(ctx context.Context, opts CommitOptions) (*Image, error) 
 	}
 	if err := ApplyChanges(&cfg.Config, opts.Changes); err != nil {
 		return nil, err
+	}
+	if opts.Healthcheck != nil {
+		if ext == nil {
+			ext = &dockerspec.DockerOCIImageConfigExt{}
+		}
+		h := *opts.Healthcheck
+		ext.Healthcheck = &h
+	}
+	if ext != nil && ext.Healthcheck == nil && len(ext.OnBuild) == 0 && len(ext.Shell) == 0 {
+		ext = nil
 	}
 	upper, _ := s.Snaps.UpperDir(opts.Snapshot)
 	var im *Image
@@ -86,7 +106,7 @@ func (s *Store) Commit(ctx context.Context, opts CommitOptions) (*Image, error) 
 		cfg.Author = opts.Author
 		cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, diffID)
 		cfg.History = append(cfg.History, ocispec.History{Created: &now, Author: opts.Author, Comment: opts.Message, CreatedBy: opts.CreatedBy})
-		p := &pending{config: cfg}
+		p := &pending{config: cfg, ext: ext}
 		if base != nil {
 			p.parent = base.ID
 		}

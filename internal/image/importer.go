@@ -11,6 +11,7 @@ import (
 	"berth/internal/errdefs"
 	"berth/internal/snapshot"
 
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -71,7 +72,11 @@ func (s *Store) Import(ctx context.Context, r io.Reader, opts ImportOptions) (*I
 // finish stores p's config and a manifest for it over layers (whose top
 // one may already be unpacked, see layerFromTar).
 func (o *op) finish(ctx context.Context, p *pending, layers []ocispec.Descriptor) error {
-	cfg, err := o.storeJSON(ctx, ocispec.MediaTypeImageConfig, p.config)
+	var doc any = p.config
+	if p.ext != nil {
+		doc = dockerspec.DockerOCIImage{Image: p.config, Config: dockerspec.DockerOCIImageConfig{ImageConfig: p.config.Config, DockerOCIImageConfigExt: *p.ext}}
+	}
+	cfg, err := o.storeJSON(ctx, ocispec.MediaTypeImageConfig, doc)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"berth/internal/snapshot"
 
 	"github.com/distribution/reference"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	bolt "go.etcd.io/bbolt"
@@ -30,8 +31,11 @@ type pending struct {
 	index    *ocispec.Descriptor
 	manifest ocispec.Manifest
 	config   ocispec.Image
-	parent   digest.Digest
-	refs     []reference.Named
+	// ext are Docker's extensions of the config (healthcheck, onbuild, shell), written
+	// with it when set (commit).
+	ext    *dockerspec.DockerOCIImageConfigExt
+	parent digest.Digest
+	refs   []reference.Named
 }
 
 func (p *pending) id() digest.Digest { return p.manifest.Config.Digest }

@@ -44,12 +44,17 @@ func TestImages(t *testing.T) {
 		// Committing a running container pauses it and keeps it running.
 		c.must("start", "cm-run")
 		c.rmOnCleanup("cm-live")
-		c.must("run", "-d", "--name", "cm-live", image, "sh", "-c", "echo live > /live; sleep 100000")
+		c.must("run", "-d", "--name", "cm-live", "--health-cmd", "test -e /live", "--health-interval", "1h", image, "sh", "-c", "echo live > /live; sleep 100000")
 		c.waitFor("the live file", func() bool { _, code := c.quiet("exec", "cm-live", "test", "-e", "/live"); return code == 0 })
 		c.must("commit", "cm-live", "committed:live")
 		t.Cleanup(func() { d.d.Docker("rmi", "-f", "committed:live") })
 		want(t, "status after a commit", c.status("cm-live"), "running")
 		want(t, "the live commit", c.must("run", "--rm", "committed:live", "cat", "/live"), "live")
+		// The container's healthcheck goes into the image, and from there into new containers.
+		want(t, "the committed healthcheck", c.inspect("committed:live", "{{json .Config.Healthcheck.Test}}"), `["CMD-SHELL","test -e /live"]`)
+		c.rmOnCleanup("cm-health")
+		c.must("create", "--name", "cm-health", "committed:live")
+		want(t, "a new container's healthcheck", c.must("inspect", "-f", "{{json .Config.Healthcheck.Test}}", "cm-health"), `["CMD-SHELL","test -e /live"]`)
 		// An untagged commit is dangling.
 		dangling := c.must("commit", "cm")
 		want(t, "a dangling image's repo:tag", c.must("images", "--filter", "dangling=true", "--format", "{{.ID}} {{.Repository}}:{{.Tag}}", "--no-trunc"), dangling+" <none>:<none>")
