@@ -3,13 +3,14 @@ package daemon
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
+
+	"berth/internal/atomicfile"
 )
 
 // Container is one container: its record (persisted as config.v2.json) and what the daemon
@@ -117,7 +118,7 @@ func (c *Container) write(d *Daemon, sync bool) error {
 	if err != nil {
 		return fmt.Errorf("container %s: encode record: %w", c.ID, err)
 	}
-	return writeFileAtomic(filepath.Join(c.dir(d), "config.v2.json"), b, 0o600, sync)
+	return atomicfile.WriteFile(filepath.Join(c.dir(d), "config.v2.json"), b, 0o600, atomicfile.Durability(sync))
 }
 
 // notify wakes the waiters of a state change. Called with c.mu held.
@@ -201,31 +202,4 @@ func humanDuration(d time.Duration) string {
 		return fmt.Sprintf("%d months", hours/24/30)
 	}
 	return fmt.Sprintf("%d years", int(d.Hours())/24/365)
-}
-
-// writeFileAtomic writes a file through a temporary file and a rename, with an fsync first
-// when sync is set.
-func writeFileAtomic(path string, b []byte, mode os.FileMode, sync bool) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	_, err = tmp.Write(b)
-	if err == nil {
-		err = tmp.Chmod(mode)
-	}
-	if err == nil && sync {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }

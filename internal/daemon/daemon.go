@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"berth/internal/atomicfile"
 	"berth/internal/errdefs"
 	"berth/internal/image"
 	"berth/internal/volume"
@@ -115,7 +116,7 @@ func (d *Daemon) engineID() (string, error) {
 		return strings.TrimSpace(string(b)), nil
 	}
 	id := newID()
-	return id, writeFileAtomic(p, []byte(id+"\n"), 0o600, true)
+	return id, atomicfile.WriteFile(p, []byte(id+"\n"), 0o600, atomicfile.Durable)
 }
 
 // load reads every container record.

@@ -18,6 +18,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"berth/internal/atomicfile"
 	"berth/internal/errdefs"
 	"berth/internal/oci"
 	"berth/internal/shim"
@@ -123,7 +124,7 @@ func (d *Daemon) start(ctx context.Context, c *Container) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "config.json"), b, 0o600, false); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, "config.json"), b, 0o600, atomicfile.Renamed); err != nil {
 		return err
 	}
 	hc := c.HostConfig

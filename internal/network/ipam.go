@@ -11,6 +11,7 @@ import (
 	"sort"
 	"sync"
 
+	"berth/internal/atomicfile"
 	"berth/internal/errdefs"
 )
 
@@ -148,48 +149,11 @@ func (m *IPAM) commit(fn func(*ipamState) error) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(m.path, out); err != nil {
+	if err := atomicfile.WriteFile(m.path, out, 0o600, atomicfile.Durable); err != nil {
 		return fmt.Errorf("ipam: save: %w", err)
 	}
 	m.state = next
 	return nil
-}
-
-// writeFileAtomic replaces path with data: a temporary file in the same
-// directory, fsync, rename, fsync of the directory.
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // AddNetwork records a network named name with the address space req asks

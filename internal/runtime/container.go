@@ -17,6 +17,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"berth/internal/atomicfile"
 	"berth/internal/runtime/cgroups"
 	"berth/internal/runtime/child"
 	"berth/internal/runtime/seccomp"
@@ -280,7 +281,7 @@ func (r *Runtime) spawnInit(ctx context.Context, o CreateOpts, run bool) (_ *spa
 		return nil, fmt.Errorf("save state: %w", err)
 	}
 	if o.PidFile != "" {
-		if err := writeFileAtomic(o.PidFile, []byte(strconv.Itoa(pid)), 0o644); err != nil {
+		if err := atomicfile.WriteFile(o.PidFile, []byte(strconv.Itoa(pid)), 0o644, atomicfile.Renamed); err != nil {
 			return nil, fmt.Errorf("pid file: %w", err)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 
+	"berth/internal/atomicfile"
 	"berth/internal/runtime/child"
 	"berth/internal/runtime/seccomp"
 )
@@ -349,7 +350,7 @@ func (r *Runtime) Exec(ctx context.Context, c *Container, o ExecOpts) (int, erro
 		}
 	}
 	if o.PidFile != "" {
-		if err := writeFileAtomic(o.PidFile, []byte(strconv.Itoa(pid)), 0o644); err != nil {
+		if err := atomicfile.WriteFile(o.PidFile, []byte(strconv.Itoa(pid)), 0o644, atomicfile.Renamed); err != nil {
 			kill()
 			return 1, fmt.Errorf("pid file: %w", err)
 		}

@@ -31,6 +31,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"berth/internal/atomicfile"
 	"berth/internal/errdefs"
 
 	"github.com/moby/moby/api/types/volume"
@@ -276,31 +277,7 @@ func writeRecord(dir string, rec *record) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, ".volume-*.json")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, recordName))
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.WriteFile(filepath.Join(dir, recordName), b, 0o600, atomicfile.Durable)
 }
 
 // Warnings are the problems New met (volumes left out because their
