@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -105,19 +104,6 @@ func TestMergeImageConfig(t *testing.T) {
 	mergeImageConfig(c, im)
 	if c.Entrypoint != nil || strings.Join(c.Cmd, " ") != "y" {
 		t.Errorf("empty entrypoint: %v %v", c.Entrypoint, c.Cmd)
-	}
-}
-
-func TestParseSignal(t *testing.T) {
-	for in, want := range map[string]syscall.Signal{"SIGTERM": syscall.SIGTERM, "term": syscall.SIGTERM, "9": syscall.SIGKILL, "KILL": syscall.SIGKILL, "RTMIN+2": 36, "SIGRTMAX": 64} {
-		if got, err := ParseSignal(in); err != nil || got != want {
-			t.Errorf("%s: %v %v, want %v", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"0", "65", "NOPE", "RTMIN+40"} {
-		if _, err := ParseSignal(in); !errors.Is(err, errdefs.ErrInvalid) {
-			t.Errorf("%s: %v, want invalid", in, err)
-		}
 	}
 }
 

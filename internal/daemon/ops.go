@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
@@ -295,37 +293,6 @@ func (d *Daemon) runtime(ctx context.Context, args ...string) ([]byte, error) {
 		return out, err
 	}
 	return out, nil
-}
-
-// ParseSignal parses "SIGTERM", "TERM", "term" or "15".
-func ParseSignal(s string) (syscall.Signal, error) {
-	if n, err := strconv.Atoi(s); err == nil {
-		if n <= 0 || n > 64 {
-			return 0, errdefs.Invalid("Invalid signal: %s", s)
-		}
-		return syscall.Signal(n), nil
-	}
-	name := strings.ToUpper(strings.TrimPrefix(strings.ToUpper(s), "SIG"))
-	if sig := unix.SignalNum("SIG" + name); sig != 0 {
-		return sig, nil
-	}
-	if strings.HasPrefix(name, "RTMIN") || strings.HasPrefix(name, "RTMAX") {
-		base, off := 34, strings.TrimPrefix(name, "RTMIN")
-		if strings.HasPrefix(name, "RTMAX") {
-			base, off = 64, strings.TrimPrefix(name, "RTMAX")
-		}
-		n := 0
-		if off != "" {
-			var err error
-			if n, err = strconv.Atoi(off); err != nil {
-				return 0, errdefs.Invalid("Invalid signal: %s", s)
-			}
-		}
-		if sig := base + n; sig >= 34 && sig <= 64 {
-			return syscall.Signal(sig), nil
-		}
-	}
-	return 0, errdefs.Invalid("Invalid signal: %s", s)
 }
 
 // reconcile brings the records in line with the machine after berthd (re)starts: running

@@ -513,7 +513,7 @@ func (d *Daemon) Kill(ctx context.Context, ref, signal string) error {
 	}
 	sig := syscall.SIGKILL
 	if signal != "" {
-		if sig, err = ParseSignal(signal); err != nil {
+		if sig, err = oci.ParseSignal(signal); err != nil {
 			return err
 		}
 	}
@@ -527,7 +527,7 @@ func (d *Daemon) Kill(ctx context.Context, ref, signal string) error {
 	// `docker kill -s HUP` the restart policy still applies.
 	stopSig := syscall.SIGTERM
 	if c.Config.StopSignal != "" {
-		if s, err := ParseSignal(c.Config.StopSignal); err == nil {
+		if s, err := oci.ParseSignal(c.Config.StopSignal); err == nil {
 			stopSig = s
 		}
 	}
@@ -585,7 +585,7 @@ func (d *Daemon) stop(ctx context.Context, c *Container, signal string, timeout 
 	sig := syscall.SIGTERM
 	if signal != "" {
 		var err error
-		if sig, err = ParseSignal(signal); err != nil {
+		if sig, err = oci.ParseSignal(signal); err != nil {
 			return err
 		}
 	}

@@ -487,6 +487,12 @@ func ParseSignal(s string) (unix.Signal, error) {
 	if !strings.HasPrefix(name, "SIG") {
 		name = "SIG" + name
 	}
+	switch name {
+	case "SIGRTMIN":
+		return unix.Signal(34), nil
+	case "SIGRTMAX":
+		return unix.Signal(64), nil
+	}
 	if strings.HasPrefix(name, "SIGRTMIN+") || strings.HasPrefix(name, "SIGRTMAX-") {
 		off, err := strconv.Atoi(name[9:])
 		if err == nil && off >= 0 {

@@ -13,6 +13,8 @@ import (
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
 
+	"golang.org/x/sys/unix"
+
 	"berth/internal/errdefs"
 	"berth/internal/runtime/caps"
 )
@@ -246,6 +248,17 @@ func TestParseSignal(t *testing.T) {
 	for _, in := range []string{"", "0", "65", "SIGNOPE", "SIGRTMIN+40", "-1"} {
 		if _, err := ParseSignal(in); err == nil {
 			t.Errorf("ParseSignal(%q) succeeded", in)
+		}
+	}
+	// berthd parses stop and kill signals with it too.
+	for in, want := range map[string]unix.Signal{"KILL": unix.SIGKILL, "RTMIN+2": 36, "SIGRTMAX": 64, "rtmin": 34} {
+		if got, err := ParseSignal(in); err != nil || got != want {
+			t.Errorf("%s: %v %v, want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"0", "65", "NOPE", "RTMIN+40"} {
+		if _, err := ParseSignal(in); !errors.Is(err, errdefs.ErrInvalid) {
+			t.Errorf("%s: %v, want invalid", in, err)
 		}
 	}
 }
