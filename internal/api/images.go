@@ -234,17 +234,7 @@ func (s *Server) removeImage(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return err
 	}
-	// A container using the image blocks its deletion (not its untagging) unless forced.
-	if !force {
-		if users := s.d.ContainersUsing(im.ID.String()); len(users) > 0 && !s.untagOnly(im, name) {
-			state := "stopped"
-			if users[0].Running {
-				state = "running"
-			}
-			return errdefs.Conflict("conflict: unable to delete %s (must be forced) - image is being used by %s container %s", shortRef(name, im), state, daemon.ShortID(users[0].ID))
-		}
-	}
-	del, err := s.d.Images().Remove(r.Context(), name, image.RemoveOptions{Force: force, NoPrune: boolValue(r, "noprune")})
+	del, err := s.d.Images().Remove(r.Context(), name, image.RemoveOptions{Force: force, NoPrune: boolValue(r, "noprune"), ContainerRunning: s.d.ContainerRunning})
 	if err != nil {
 		return err
 	}
@@ -260,30 +250,6 @@ func (s *Server) removeImage(w http.ResponseWriter, r *request) error {
 		}
 	}
 	return writeJSON(w, http.StatusOK, out)
-}
-
-// untagOnly: removing name would only untag (the image keeps other names).
-func (s *Server) untagOnly(im *image.Image, name string) bool {
-	if len(im.RepoTags)+len(im.RepoDigests) < 2 {
-		return false
-	}
-	ref, err := image.ParseRef(name)
-	if err != nil {
-		return false
-	}
-	for _, t := range append(append([]string{}, im.RepoTags...), im.RepoDigests...) {
-		if t == ref.String() {
-			return true
-		}
-	}
-	return false
-}
-
-func shortRef(name string, im *image.Image) string {
-	if strings.HasPrefix(im.ID.Encoded(), strings.TrimPrefix(name, "sha256:")) {
-		return im.ID.Encoded()[:12]
-	}
-	return name
 }
 
 // progress writes the JSON message stream of long image operations.

@@ -41,21 +41,15 @@ type ContainerRef struct {
 	Running  bool
 }
 
-// ContainersUsing lists the containers made from an image, running ones first.
-func (d *Daemon) ContainersUsing(imageID string) []ContainerRef {
-	var running, stopped []ContainerRef
-	for _, c := range d.List() {
-		c.mu.Lock()
-		if c.Image == imageID {
-			if c.State.Running {
-				running = append(running, ContainerRef{ID: c.ID, Name: c.Name, Running: true})
-			} else {
-				stopped = append(stopped, ContainerRef{ID: c.ID, Name: c.Name})
-			}
-		}
-		c.mu.Unlock()
+// ContainerRunning tells whether the container id runs (false for an unknown one).
+func (d *Daemon) ContainerRunning(id string) bool {
+	c, err := d.Get(id)
+	if err != nil {
+		return false
 	}
-	return append(running, stopped...)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.State.Running
 }
 
 // DiskUsage is GET /system/df in the shape API 1.51 clients read.

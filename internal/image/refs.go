@@ -157,6 +157,9 @@ type RemoveOptions struct {
 	Force bool
 	// NoPrune keeps untagged parents.
 	NoPrune bool
+	// ContainerRunning, when set, says whether the container of a lease runs: a refusal then
+	// names a running user first and says "running" or "stopped", as dockerd's does.
+	ContainerRunning func(id string) bool
 }
 
 // Remove is `docker rmi`: removing one of several tags only untags; removing
@@ -181,7 +184,21 @@ func (s *Store) Remove(ctx context.Context, name string, opts RemoveOptions) ([]
 			}
 		}
 		if users := usedBy(tx, id); len(users) > 0 && !opts.Force {
-			return errdefs.Conflict("conflict: unable to delete %s (must be forced) - image is being used by container %s", short(id), shortID12(users[0]))
+			subject := short(id)
+			if byRef {
+				subject = name
+			}
+			user, state := users[0], ""
+			if opts.ContainerRunning != nil {
+				state = "stopped "
+				for _, u := range users {
+					if opts.ContainerRunning(u) {
+						user, state = u, "running "
+						break
+					}
+				}
+			}
+			return errdefs.Conflict("conflict: unable to delete %s (must be forced) - image is being used by %scontainer %s", subject, state, shortID12(user))
 		}
 		if !byRef && len(tags) > 1 && !opts.Force {
 			return errdefs.Conflict("conflict: unable to delete %s (must be forced) - image is referenced in multiple repositories", short(id))
