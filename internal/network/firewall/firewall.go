@@ -205,6 +205,21 @@ type taggedRule struct {
 }
 
 // rules returns the object rules of every regular chain. A missing table is ErrNotFound.
+// withRules runs fn, under the lock, with a connection and berth's rules as the kernel has them.
+func (fw *Firewall) withRules(fn func(c *nftables.Conn, rs []taggedRule) error) error {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	c, err := fw.conn()
+	if err != nil {
+		return err
+	}
+	rs, err := fw.rules(c)
+	if err != nil {
+		return err
+	}
+	return fn(c, rs)
+}
+
 func (fw *Firewall) rules(c *nftables.Conn) ([]taggedRule, error) {
 	if _, err := c.ListTableOfFamily(TableName, nftables.TableFamilyIPv4); err != nil {
 		if errors.Is(err, unix.ENOENT) {
@@ -298,30 +313,22 @@ func (fw *Firewall) AddNetwork(bridge string, subnet netip.Prefix, internal bool
 	if err := n.validate(); err != nil {
 		return err
 	}
-	fw.mu.Lock()
-	defer fw.mu.Unlock()
-	c, err := fw.conn()
-	if err != nil {
-		return err
-	}
-	rs, err := fw.rules(c)
-	if err != nil {
-		return err
-	}
-	for _, old := range stateOf(rs).Networks {
-		switch {
-		case old == n:
-			return nil
-		case old.Bridge == n.Bridge:
-			return errdefs.Conflict("firewall: bridge %s already has network %s", old.Bridge, old.Subnet)
-		case old.Subnet.Overlaps(n.Subnet):
-			return errdefs.Conflict("firewall: subnet %s overlaps %s on %s", n.Subnet, old.Subnet, old.Bridge)
+	return fw.withRules(func(c *nftables.Conn, rs []taggedRule) error {
+		for _, old := range stateOf(rs).Networks {
+			switch {
+			case old == n:
+				return nil
+			case old.Bridge == n.Bridge:
+				return errdefs.Conflict("firewall: bridge %s already has network %s", old.Bridge, old.Subnet)
+			case old.Subnet.Overlaps(n.Subnet):
+				return errdefs.Conflict("firewall: subnet %s overlaps %s on %s", n.Subnet, old.Subnet, old.Bridge)
+			}
 		}
-	}
-	if err := fw.add(c, networkTag(n), networkRules(n)); err != nil {
-		return fmt.Errorf("firewall: add network %s: %w", n.Bridge, err)
-	}
-	return nil
+		if err := fw.add(c, networkTag(n), networkRules(n)); err != nil {
+			return fmt.Errorf("firewall: add network %s: %w", n.Bridge, err)
+		}
+		return nil
+	})
 }
 
 func networkRules(n Network) map[string][][]expr.Any {
@@ -354,24 +361,16 @@ var loopback = netip.MustParsePrefix("127.0.0.0/8")
 
 // RemoveNetwork deletes the rules of the network on bridge. ErrNotFound if there are none.
 func (fw *Firewall) RemoveNetwork(bridge string) error {
-	fw.mu.Lock()
-	defer fw.mu.Unlock()
-	c, err := fw.conn()
-	if err != nil {
-		return err
-	}
-	rs, err := fw.rules(c)
-	if err != nil {
-		return err
-	}
-	found, err := fw.del(c, rs, func(r taggedRule) bool { return r.net != nil && r.net.Bridge == bridge })
-	if err != nil {
-		return fmt.Errorf("firewall: remove network %s: %w", bridge, err)
-	}
-	if !found {
-		return errdefs.NotFound("firewall: no network on bridge %s", bridge)
-	}
-	return nil
+	return fw.withRules(func(c *nftables.Conn, rs []taggedRule) error {
+		found, err := fw.del(c, rs, func(r taggedRule) bool { return r.net != nil && r.net.Bridge == bridge })
+		if err != nil {
+			return fmt.Errorf("firewall: remove network %s: %w", bridge, err)
+		}
+		if !found {
+			return errdefs.NotFound("firewall: no network on bridge %s", bridge)
+		}
+		return nil
+	})
 }
 
 // AddPort publishes a port: DNAT of traffic to a local address (HostIP, or any when zero) and
@@ -383,29 +382,21 @@ func (fw *Firewall) AddPort(p PortMapping) error {
 		return err
 	}
 	p.HostIP = p.hostIP()
-	fw.mu.Lock()
-	defer fw.mu.Unlock()
-	c, err := fw.conn()
-	if err != nil {
-		return err
-	}
-	rs, err := fw.rules(c)
-	if err != nil {
-		return err
-	}
-	for _, old := range stateOf(rs).Ports {
-		if old == p {
-			return nil
+	return fw.withRules(func(c *nftables.Conn, rs []taggedRule) error {
+		for _, old := range stateOf(rs).Ports {
+			if old == p {
+				return nil
+			}
+			if old.key() == p.key() || (old.Proto == p.Proto && old.HostPort == p.HostPort &&
+				(!old.HostIP.IsValid() || !p.HostIP.IsValid())) {
+				return errdefs.Conflict("firewall: %s conflicts with published %s", p, old)
+			}
 		}
-		if old.key() == p.key() || (old.Proto == p.Proto && old.HostPort == p.HostPort &&
-			(!old.HostIP.IsValid() || !p.HostIP.IsValid())) {
-			return errdefs.Conflict("firewall: %s conflicts with published %s", p, old)
+		if err := fw.add(c, portTag(p), portRules(p)); err != nil {
+			return fmt.Errorf("firewall: add port %s: %w", p, err)
 		}
-	}
-	if err := fw.add(c, portTag(p), portRules(p)); err != nil {
-		return fmt.Errorf("firewall: add port %s: %w", p, err)
-	}
-	return nil
+		return nil
+	})
 }
 
 func portRules(p PortMapping) map[string][][]expr.Any {
@@ -422,22 +413,14 @@ func portRules(p PortMapping) map[string][][]expr.Any {
 // RemovePort deletes the rules of the mapping with p's protocol, host address and host port (the
 // container side of p is not compared). ErrNotFound if there are none.
 func (fw *Firewall) RemovePort(p PortMapping) error {
-	fw.mu.Lock()
-	defer fw.mu.Unlock()
-	c, err := fw.conn()
-	if err != nil {
-		return err
-	}
-	rs, err := fw.rules(c)
-	if err != nil {
-		return err
-	}
-	found, err := fw.del(c, rs, func(r taggedRule) bool { return r.port != nil && r.port.key() == p.key() })
-	if err != nil {
-		return fmt.Errorf("firewall: remove port %s: %w", p, err)
-	}
-	if !found {
-		return errdefs.NotFound("firewall: port %s not published", p.key())
-	}
-	return nil
+	return fw.withRules(func(c *nftables.Conn, rs []taggedRule) error {
+		found, err := fw.del(c, rs, func(r taggedRule) bool { return r.port != nil && r.port.key() == p.key() })
+		if err != nil {
+			return fmt.Errorf("firewall: remove port %s: %w", p, err)
+		}
+		if !found {
+			return errdefs.NotFound("firewall: port %s not published", p.key())
+		}
+		return nil
+	})
 }
