@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"berth/test/bench/harness"
 	"berth/test/engine"
 )
 
@@ -275,7 +276,7 @@ func copyFile(src, dst string) error {
 
 // removeDir unmounts what is left under dir and removes it.
 func removeDir(dir string) int {
-	n := unmountUnder(dir)
+	n := harness.UnmountUnder(dir, logf)
 	if n > 0 {
 		logf("LEFTOVER: %d mounts under %s", n, dir)
 	}

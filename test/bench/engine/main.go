@@ -113,7 +113,7 @@ func inner() int {
 		return 2
 	}
 
-	mountsBefore := mountPoints()
+	mountsBefore := harness.MountPoints()
 	if slices.Contains(names, "podman") || slices.Contains(names, "dockerd") {
 		unlock, err := engine.LockHost(func() {
 			logf("waiting for a run of the engine tests to finish (%s)", engine.LockPath)
@@ -185,10 +185,10 @@ func inner() int {
 	for _, e := range engines {
 		leftovers += e.cleanup()
 	}
-	leftovers += killProcessesUsing(work)
-	leftovers += unmountUnder(work)
+	leftovers += harness.KillProcessesUsing(work, 15*time.Second, logf)
+	leftovers += harness.UnmountUnder(work, logf)
 	leftovers += cg.remove()
-	if _, added := bundle.DiffLines(mountsBefore, mountPoints()); len(added) > 0 {
+	if _, added := bundle.DiffLines(mountsBefore, harness.MountPoints()); len(added) > 0 {
 		for _, m := range added {
 			logf("LEFTOVER: mount %s", m)
 		}
@@ -264,40 +264,4 @@ func repoRoot() string {
 		}
 	}
 	return "."
-}
-
-// mountPoints lists the mount points of this mount namespace.
-func mountPoints() []string {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 4 {
-			out = append(out, bundle.UnescapeMountinfo(f[4]))
-		}
-	}
-	return out
-}
-
-// unmountUnder detaches every mount at or under dir and returns how many there were.
-func unmountUnder(dir string) int {
-	n, left := engine.UnmountUnder(dir)
-	for _, m := range left {
-		logf("LEFTOVER: cannot unmount %s", m)
-	}
-	return n + len(left)
-}
-
-// killProcessesUsing waits a little for the processes under dir (the bench's own directory:
-// every one of them was started by this bench) to go, then reports and SIGKILLs those left,
-// and returns how many there were.
-func killProcessesUsing(dir string) int {
-	pids := engine.AwaitProcessesGone(dir, 15*time.Second)
-	for _, pid := range pids {
-		logf("LEFTOVER: process %d: %s", pid, engine.Cmdline(pid))
-		killPID(pid)
-	}
-	return len(pids)
 }

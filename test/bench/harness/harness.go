@@ -1,7 +1,8 @@
-// Package harness is the frame the bench commands (test/bench, test/bench/images) run in:
-// each runs itself again in a new private mount namespace, so that no mount it makes
-// outlives it, and stops its iterations on SIGINT or SIGTERM to clean up before it exits.
-// It must not measure nor report; the commands own what they run in the frame.
+// Package harness is the frame the bench commands (test/bench, test/bench/images,
+// test/bench/engine) run in: each runs itself again in a new private mount namespace, so
+// that no mount it makes outlives it, and stops its iterations on SIGINT or SIGTERM to clean
+// up before it exits. It also holds their end-of-run checks for leftovers. It must not
+// measure nor report; the commands own what they run in the frame.
 package harness
 
 import (

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"berth/internal/archive"
+	"berth/test/bench/harness"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -169,13 +170,13 @@ func buildImage(ctx context.Context, dir string) (img *cachedImage, err error) {
 	}
 	// Leftovers of an interrupted build (its mounts died with its namespace).
 	for _, d := range []string{b.tmp, b.out} {
-		unmountUnder(d)
+		harness.UnmountUnder(d, logf)
 		if err := os.RemoveAll(d); err != nil {
 			return nil, err
 		}
 	}
 	defer func() {
-		if n := unmountUnder(b.tmp); n > 0 && err == nil {
+		if n := harness.UnmountUnder(b.tmp, logf); n > 0 && err == nil {
 			err = fmt.Errorf("%d mounts were left under %s", n, b.tmp)
 		}
 		if rerr := os.RemoveAll(b.tmp); rerr != nil {
@@ -323,7 +324,7 @@ func (b *builder) step(ctx context.Context, lowers []string, upper string, n int
 		}
 	}
 	defer func() {
-		unmountUnder(mnt)
+		harness.UnmountUnder(mnt, logf)
 		if rerr := os.RemoveAll(work); rerr != nil && err == nil {
 			err = rerr
 		}

@@ -121,7 +121,7 @@ func inner() int {
 		}
 	}
 
-	mountsBefore := mountPoints()
+	mountsBefore := harness.MountPoints()
 	if slices.Contains(names, "podman") || slices.Contains(names, "docker") {
 		// The engines share fixed host paths with the engine tests, and each
 		// run's restore must see the state from before any run.
@@ -143,7 +143,7 @@ func inner() int {
 	bfs, err := setupFS(work, *flagFS, *flagFSSize)
 	if err != nil {
 		logf("%v", err)
-		unmountUnder(work)
+		harness.UnmountUnder(work, logf)
 		os.RemoveAll(work)
 		return 2
 	}
@@ -197,10 +197,10 @@ func inner() int {
 	for _, t := range tools {
 		leftovers += t.cleanup()
 	}
-	leftovers += killProcessesUsing(work)
+	leftovers += harness.KillProcessesUsing(work, 0, logf)
 	leftovers += bfs.teardown()
-	leftovers += unmountUnder(work)
-	if _, added := bundle.DiffLines(mountsBefore, mountPoints()); len(added) > 0 {
+	leftovers += harness.UnmountUnder(work, logf)
+	if _, added := bundle.DiffLines(mountsBefore, harness.MountPoints()); len(added) > 0 {
 		for _, m := range added {
 			logf("LEFTOVER: mount %s", m)
 		}
@@ -305,41 +305,4 @@ func measure(ctx context.Context, img *cachedImage, tools []tool) map[string]*sa
 func exists(p string) bool {
 	_, err := os.Lstat(p)
 	return err == nil
-}
-
-// mountPoints lists the mount points of this mount namespace.
-func mountPoints() []string {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 4 {
-			out = append(out, bundle.UnescapeMountinfo(f[4]))
-		}
-	}
-	return out
-}
-
-// unmountUnder detaches every mount at or under dir (deepest first) and
-// returns how many there were.
-func unmountUnder(dir string) int {
-	n, left := engine.UnmountUnder(dir)
-	for _, m := range left {
-		logf("LEFTOVER: cannot unmount %s", m)
-	}
-	return n + len(left)
-}
-
-// killProcessesUsing reports and SIGKILLs the processes under dir (its own
-// temporary directory: every one of them was started by this bench) and
-// returns how many there were.
-func killProcessesUsing(dir string) int {
-	pids := engine.ProcessesUsing(dir)
-	for _, pid := range pids {
-		logf("LEFTOVER: process %d: %s", pid, engine.Cmdline(pid))
-		unix.Kill(pid, unix.SIGKILL)
-	}
-	return len(pids)
 }

@@ -13,6 +13,7 @@ import (
 
 	"berth/internal/archive"
 	"berth/internal/image"
+	"berth/test/bench/harness"
 	"berth/test/engine"
 
 	"golang.org/x/sys/unix"
@@ -397,7 +398,7 @@ func (t *podmanTool) reset(context.Context) error {
 }
 
 func (t *podmanTool) cleanup() int {
-	n := unmountUnder(t.Dir) + unmountUnder(t.run)
+	n := harness.UnmountUnder(t.Dir, logf) + harness.UnmountUnder(t.run, logf)
 	if n > 0 {
 		logf("LEFTOVER: %d podman mounts", n)
 	}
