@@ -130,7 +130,7 @@ func inner() int {
 		logf("%v", err)
 		return 2
 	}
-	cg, err := newCgroupParent(fmt.Sprintf("berth-bench-engine-%d", os.Getpid()))
+	cg, err := engine.NewCgroupParent(fmt.Sprintf("berth-bench-engine-%d", os.Getpid()))
 	if err != nil {
 		logf("cgroups: %v", err)
 		os.RemoveAll(work)
@@ -153,11 +153,11 @@ func inner() int {
 		var serr error
 		switch name {
 		case "berth":
-			e, serr = startBerth(ctx, filepath.Join(work, "berth"), cg.path+"/berth")
+			e, serr = startBerth(ctx, filepath.Join(work, "berth"), cg.Path+"/berth")
 		case "dockerd":
-			e, serr = startDockerd(ctx, filepath.Join(work, "docker"), cg.path+"/docker")
+			e, serr = startDockerd(ctx, filepath.Join(work, "docker"), cg.Path+"/docker")
 		case "podman":
-			e, serr = newPodman(filepath.Join(work, "podman"), cg.path+"/podman")
+			e, serr = newPodman(filepath.Join(work, "podman"), cg.Path+"/podman")
 		}
 		if e != nil {
 			engines = append(engines, e)
@@ -187,7 +187,10 @@ func inner() int {
 	}
 	leftovers += harness.KillProcessesUsing(work, 15*time.Second, logf)
 	leftovers += harness.UnmountUnder(work, logf)
-	leftovers += cg.remove()
+	for _, p := range cg.Remove() {
+		logf("LEFTOVER: %s", p)
+		leftovers++
+	}
 	if _, added := bundle.DiffLines(mountsBefore, harness.MountPoints()); len(added) > 0 {
 		for _, m := range added {
 			logf("LEFTOVER: mount %s", m)
@@ -217,7 +220,7 @@ func inner() int {
 
 // run measures the engines that started and prints the report; a panic is reported (false)
 // so that the caller still cleans up.
-func run(ctx context.Context, engines []*eng, cg *cgroupParent) (ok bool) {
+func run(ctx context.Context, engines []*eng, cg *engine.CgroupParent) (ok bool) {
 	defer func() {
 		if p := recover(); p != nil {
 			logf("panic: %v\n%s", p, debug.Stack())

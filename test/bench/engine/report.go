@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"berth/test/bench/stats"
+	"berth/test/engine"
 )
 
 func ms(ds []time.Duration, q float64) string {
@@ -65,7 +66,7 @@ func goal(num, den float64, max float64) string {
 	return fmt.Sprintf("%.3f (<= %g: %s)", num/den, max, verdict)
 }
 
-func report(engines []*eng, cg *cgroupParent) {
+func report(engines []*eng, cg *engine.CgroupParent) {
 	fmt.Printf("%s\n\n", stats.Title("engine bench", *flagN, *flagWarmup))
 	for _, e := range engines {
 		v := e.version
@@ -75,7 +76,7 @@ func report(engines []*eng, cg *cgroupParent) {
 		fmt.Printf("- %s: %s\n", e.name, v)
 	}
 	fmt.Printf("- load average (1, 5, 15 min) at the start: %s, at the end: %s\n", loadStart, loadavg())
-	fmt.Printf("- image: %s, the busybox-static root filesystem of test/berthtest (imported in each engine); containers with --network none, cgroups under %s/<engine>\n\n", image, cg.path)
+	fmt.Printf("- image: %s, the busybox-static root filesystem of test/berthtest (imported in each engine); containers with --network none, cgroups under %s/<engine>\n\n", image, cg.Path)
 
 	by := map[string]*eng{}
 	for _, e := range engines {

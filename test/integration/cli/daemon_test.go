@@ -6,18 +6,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"berth/test/berthtest"
-	"berth/test/bundle"
 	"berth/test/engine"
 )
 
@@ -111,15 +107,15 @@ func stopDaemons() []string {
 
 // startDockerd starts a private dockerd (test/engine) in the package's directory.
 func startDockerd(t *testing.T) (*testDaemon, error) {
-	cg, removeCgroups, err := newCgroupParent()
+	cgp, err := engine.NewCgroupParent(fmt.Sprintf("berth-cli-%d", os.Getpid()))
 	if err != nil {
 		return nil, err
 	}
 	dir := filepath.Join(work, "d")
 	// WaitReady runs the CLI it is given: berth itself, with DOCKER_HOST set by engine.
-	ed, err := engine.StartDockerd(engine.DockerdOptions{Dir: dir, Docker: berthBin, StorageDriver: "overlay2", CgroupParent: cg})
+	ed, err := engine.StartDockerd(engine.DockerdOptions{Dir: dir, Docker: berthBin, StorageDriver: "overlay2", CgroupParent: cgp.Path})
 	if err != nil {
-		removeCgroups()
+		cgp.Remove()
 		return nil, fmt.Errorf("dockerd: %w", err)
 	}
 	d := newTestDaemon("unix://" + ed.Socket)
@@ -142,7 +138,7 @@ func startDockerd(t *testing.T) (*testDaemon, error) {
 		if _, err := ed.Remove(); err != nil {
 			problems = append(problems, fmt.Sprintf("remove %s: %v", dir, err))
 		}
-		return append(problems, removeCgroups()...)
+		return append(problems, cgp.Remove()...)
 	}
 	if v, err := ed.WaitReady(context.Background(), 60*time.Second, "version", "--format", "{{.Server.Version}}"); err != nil {
 		problems := d.stop()
@@ -225,163 +221,4 @@ func (d *testDaemon) reset(t *testing.T) {
 	if left := list("volume", "ls", "-q"); len(left) > 0 {
 		t.Errorf("volumes left after the test: %q", left)
 	}
-}
-
-// newCgroupParent makes the cgroup path dockerd puts its containers under, nested under the
-// test process's own cgroups in every hierarchy, and returns the removal of everything
-// under it (and of the intermediate directories it made), which reports what was left.
-func newCgroupParent() (string, func() []string, error) {
-	hs, err := cgroupHierarchies()
-	if err != nil {
-		return "", nil, err
-	}
-	if len(hs) == 0 {
-		return "", nil, fmt.Errorf("no cgroup hierarchy mounted")
-	}
-	base := ""
-	for _, h := range hs {
-		if len(h.own) > len(base) {
-			base = h.own
-		}
-	}
-	for _, h := range hs {
-		if !isUnder(base, h.own) {
-			return "", nil, fmt.Errorf("our cgroups are not nested in each other (%s vs %s)", h.own, base)
-		}
-	}
-	p := fmt.Sprintf("%s/berth-cli-%d-%d", strings.TrimSuffix(base, "/"), os.Getpid(), cgroupSeq.Add(1))
-	var created []string
-	for _, h := range hs {
-		for d := h.dir(p); d != h.dir(h.own) && strings.HasPrefix(d, h.mountpoint+"/"); d = filepath.Dir(d) {
-			if _, err := os.Stat(d); err == nil {
-				break
-			}
-			created = append(created, d)
-		}
-	}
-	remove := func() []string {
-		var problems []string
-		for _, h := range hs {
-			problems = append(problems, removeCgroupTree(h.dir(p))...)
-		}
-		sort.Slice(created, func(i, j int) bool { return len(created[i]) > len(created[j]) })
-		for _, d := range created {
-			// Another user may have made cgroups in a shared ancestor meanwhile: it stays.
-			if err := unix.Rmdir(d); err != nil && err != unix.ENOENT && err != unix.EBUSY && err != unix.ENOTEMPTY {
-				problems = append(problems, fmt.Sprintf("remove cgroup %s: %v", d, err))
-			}
-		}
-		return problems
-	}
-	return p, remove, nil
-}
-
-var cgroupSeq atomic.Int64
-
-// removeCgroupTree removes dir and its sub-cgroups; a process still inside is a leak,
-// reported and killed (it is one of this package's containers).
-func removeCgroupTree(dir string) []string {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil
-	}
-	var problems []string
-	for _, e := range entries {
-		if e.IsDir() {
-			problems = append(problems, removeCgroupTree(filepath.Join(dir, e.Name()))...)
-		}
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := unix.Rmdir(dir)
-		if err == nil || err == unix.ENOENT {
-			return problems
-		}
-		if err != unix.EBUSY || time.Now().After(deadline) {
-			return append(problems, fmt.Sprintf("remove cgroup %s: %v", dir, err))
-		}
-		if b, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs")); len(bytes.TrimSpace(b)) > 0 {
-			for _, f := range strings.Fields(string(b)) {
-				if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
-					problems = append(problems, fmt.Sprintf("process %d (%s) left in cgroup %s: killed it", pid, engine.Cmdline(pid), dir))
-					unix.Kill(pid, unix.SIGKILL)
-				}
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// cgroupHierarchy is one mounted cgroup hierarchy and the test process's cgroup in it.
-type cgroupHierarchy struct {
-	mountpoint string
-	root       string // the cgroup path at the mountpoint
-	own        string // our cgroup path
-}
-
-func (h cgroupHierarchy) dir(p string) string {
-	return filepath.Join(h.mountpoint, strings.TrimPrefix(p, h.root))
-}
-
-func isUnder(p, anc string) bool {
-	return anc == "/" || p == anc || strings.HasPrefix(p, anc+"/")
-}
-
-func cgroupHierarchies() ([]cgroupHierarchy, error) {
-	self, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		return nil, err
-	}
-	mi, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	type mnt struct{ root, point, fstype, super string }
-	var mounts []mnt
-	for _, line := range strings.Split(string(mi), "\n") {
-		pre, post, ok := strings.Cut(line, " - ")
-		if !ok {
-			continue
-		}
-		a, b := strings.Fields(pre), strings.Fields(post)
-		if len(a) < 5 || len(b) < 3 || (b[0] != "cgroup" && b[0] != "cgroup2") {
-			continue
-		}
-		mounts = append(mounts, mnt{root: bundle.UnescapeMountinfo(a[3]), point: bundle.UnescapeMountinfo(a[4]), fstype: b[0], super: b[2]})
-	}
-	var res []cgroupHierarchy
-	for _, line := range strings.Split(strings.TrimSpace(string(self)), "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 {
-			continue
-		}
-		for _, m := range mounts {
-			if parts[1] == "" {
-				if m.fstype != "cgroup2" {
-					continue
-				}
-			} else if m.fstype != "cgroup" || !hasAllOpts(m.super, parts[1]) {
-				continue
-			}
-			if !isUnder(parts[2], m.root) {
-				continue
-			}
-			res = append(res, cgroupHierarchy{mountpoint: m.point, root: m.root, own: parts[2]})
-			break
-		}
-	}
-	return res, nil
-}
-
-func hasAllOpts(super, ctrls string) bool {
-	opts := map[string]bool{}
-	for _, o := range strings.Split(super, ",") {
-		opts[o] = true
-	}
-	for _, c := range strings.Split(ctrls, ",") {
-		if !opts[c] {
-			return false
-		}
-	}
-	return true
 }

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,110 +21,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"berth/test/bundle"
 	"berth/test/engine"
 )
-
-// cgroupHierarchy is one mounted cgroup hierarchy: where it is mounted, which cgroup path the
-// mount shows at its mountpoint, and the test process's own cgroup path in it.
-type cgroupHierarchy struct {
-	mountpoint string
-	root       string // the cgroup path at the mountpoint (mountinfo field 4)
-	own        string // our cgroup path (/proc/self/cgroup)
-}
-
-// dir is the directory of cgroup path p in this hierarchy.
-func (h cgroupHierarchy) dir(p string) string {
-	rel := strings.TrimPrefix(p, h.root)
-	return filepath.Join(h.mountpoint, rel)
-}
-
-func cgroupHierarchies() ([]cgroupHierarchy, error) {
-	self, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		return nil, err
-	}
-	type mnt struct{ root, point, fstype, super string }
-	var mounts []mnt
-	mi, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	for _, line := range strings.Split(string(mi), "\n") {
-		pre, post, ok := strings.Cut(line, " - ")
-		if !ok {
-			continue
-		}
-		a, b := strings.Fields(pre), strings.Fields(post)
-		if len(a) < 5 || len(b) < 3 || (b[0] != "cgroup" && b[0] != "cgroup2") {
-			continue
-		}
-		mounts = append(mounts, mnt{root: bundle.UnescapeMountinfo(a[3]), point: bundle.UnescapeMountinfo(a[4]), fstype: b[0], super: b[2]})
-	}
-	var res []cgroupHierarchy
-	for _, line := range strings.Split(strings.TrimSpace(string(self)), "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 {
-			continue
-		}
-		for _, m := range mounts {
-			if parts[1] == "" {
-				if m.fstype != "cgroup2" {
-					continue
-				}
-			} else if m.fstype != "cgroup" || !hasAllOpts(m.super, parts[1]) {
-				continue
-			}
-			if !isUnder(parts[2], m.root) {
-				continue
-			}
-			res = append(res, cgroupHierarchy{mountpoint: m.point, root: m.root, own: parts[2]})
-			break
-		}
-	}
-	return res, nil
-}
-
-func hasAllOpts(super, ctrls string) bool {
-	opts := map[string]bool{}
-	for _, o := range strings.Split(super, ",") {
-		opts[o] = true
-	}
-	for _, c := range strings.Split(ctrls, ",") {
-		if !opts[c] {
-			return false
-		}
-	}
-	return true
-}
-
-// isUnder reports whether cgroup path p is anc or below it.
-func isUnder(p, anc string) bool {
-	return anc == "/" || p == anc || strings.HasPrefix(p, anc+"/")
-}
-
-// findCgroupBase picks the deepest of our own cgroups; a cgroup parent under it is nested under
-// our cgroup in every hierarchy only if all our cgroups lie on one path.
-func findCgroupBase() (base, skip string) {
-	hs, err := cgroupHierarchies()
-	if err != nil {
-		return "", "cgroups: " + err.Error()
-	}
-	if len(hs) == 0 {
-		return "", "no cgroup hierarchy mounted"
-	}
-	for _, h := range hs {
-		if len(h.own) > len(base) {
-			base = h.own
-		}
-	}
-	for _, h := range hs {
-		if !isUnder(base, h.own) {
-			return "", fmt.Sprintf("our cgroups are not nested in each other (%s vs %s): cannot choose a cgroup parent under all of them", h.own, base)
-		}
-	}
-	return base, ""
-}
 
 var seq atomic.Int64
 
@@ -134,67 +31,16 @@ var seq atomic.Int64
 // intermediate directories that did not exist before) at the end of the test.
 func newCgroupParent(t *testing.T) string {
 	t.Helper()
-	p := fmt.Sprintf("%s/berth-interop-%d-%d", strings.TrimSuffix(cgroupBase, "/"), os.Getpid(), seq.Add(1))
-	hs, err := cgroupHierarchies()
+	cg, err := engine.NewCgroupParent(fmt.Sprintf("berth-interop-%d-%d", os.Getpid(), seq.Add(1)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var created []string // directories that do not exist yet, deepest last
-	for _, h := range hs {
-		for d := h.dir(p); d != h.dir(h.own) && strings.HasPrefix(d, h.mountpoint+"/"); d = filepath.Dir(d) {
-			if _, err := os.Stat(d); err == nil {
-				break
-			}
-			created = append(created, d)
-		}
-	}
 	t.Cleanup(func() {
-		for _, h := range hs {
-			removeCgroupTree(t, h.dir(p))
-		}
-		sort.Slice(created, func(i, j int) bool { return len(created[i]) > len(created[j]) })
-		for _, d := range created {
-			// Another user may have made cgroups in a shared ancestor meanwhile: then it stays.
-			if err := unix.Rmdir(d); err != nil && err != unix.ENOENT && err != unix.EBUSY && err != unix.ENOTEMPTY {
-				t.Errorf("remove cgroup %s: %v", d, err)
-			}
+		for _, p := range cg.Remove() {
+			t.Error(p)
 		}
 	})
-	return p
-}
-
-// removeCgroupTree removes dir and its sub-cgroups. A process still inside is a leak: it is
-// reported, killed (it is one of this test's containers) and the cgroup removed.
-func removeCgroupTree(t *testing.T, dir string) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		if e.IsDir() {
-			removeCgroupTree(t, filepath.Join(dir, e.Name()))
-		}
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := unix.Rmdir(dir)
-		if err == nil || err == unix.ENOENT {
-			return
-		}
-		if err != unix.EBUSY || time.Now().After(deadline) {
-			t.Errorf("remove cgroup %s: %v", dir, err)
-			return
-		}
-		if b, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs")); len(bytes.TrimSpace(b)) > 0 {
-			for _, f := range strings.Fields(string(b)) {
-				if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
-					t.Errorf("process %d (%s) left in cgroup %s: killing it", pid, engine.Cmdline(pid), dir)
-					unix.Kill(pid, unix.SIGKILL)
-				}
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return cg.Path
 }
 
 // killProcessesUsing waits for the processes under dir (the containerd, shims, conmons and

@@ -44,9 +44,6 @@ var (
 	runtimeStateRoot string
 	// rootfsTar is a busybox root filesystem, for `podman import` / `docker import`.
 	rootfsTar string
-	// cgroupBase is the deepest of the test process's own cgroups; per-test cgroup parents
-	// are made under it (see cgroup_test.go).
-	cgroupBase string
 	// cgroupSkip, when set, is why tests that need a cgroup parent skip.
 	cgroupSkip string
 	// unlockHost releases the host-wide lock of the engine runs (engine.LockHost).
@@ -123,7 +120,9 @@ func setup(work string) error {
 	if err := writeRootfsTar(rootfsTar, busybox); err != nil {
 		return fmt.Errorf("rootfs tarball: %w", err)
 	}
-	cgroupBase, cgroupSkip = findCgroupBase()
+	if _, err := engine.CgroupBase(); err != nil {
+		cgroupSkip = "cgroups: " + err.Error()
+	}
 	// The engines share fixed host paths with other runs that start them, and each run's
 	// Restore must see the state from before any run.
 	if unlockHost, err = engine.LockHost(func() {
