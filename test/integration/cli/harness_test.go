@@ -6,16 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"berth/test/engine"
 )
@@ -102,7 +98,7 @@ type step struct{ waitFor, input string }
 // plays the steps, and returns what the terminal showed and the exit code.
 func (d *testDaemon) ptyRun(t *testing.T, steps []step, args ...string) result {
 	t.Helper()
-	master, slave, err := openPTY()
+	master, slave, err := engine.OpenPTY(24, 80)
 	if err != nil {
 		t.Fatalf("open pty: %v", err)
 	}
@@ -155,35 +151,6 @@ func (d *testDaemon) ptyRun(t *testing.T, steps []step, args ...string) result {
 	}
 	t.Logf("$ [pty] berth %s  -> exit %d%s", strings.Join(args, " "), r.code, engine.Indent("terminal", r.stdout, 4000))
 	return r
-}
-
-// openPTY opens a pseudo-terminal pair (/dev/ptmx and its /dev/pts peer), 24x80.
-func openPTY() (master, slave *os.File, err error) {
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil, err
-	}
-	fd := int(m.Fd())
-	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
-		m.Close()
-		return nil, nil, fmt.Errorf("unlockpt: %w", err)
-	}
-	n, err := unix.IoctlGetInt(fd, unix.TIOCGPTN)
-	if err != nil {
-		m.Close()
-		return nil, nil, fmt.Errorf("ptsname: %w", err)
-	}
-	s, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		m.Close()
-		return nil, nil, err
-	}
-	if err := unix.IoctlSetWinsize(int(s.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 24, Col: 80}); err != nil {
-		m.Close()
-		s.Close()
-		return nil, nil, fmt.Errorf("set the window size: %w", err)
-	}
-	return m, s, nil
 }
 
 type safeBuffer struct {

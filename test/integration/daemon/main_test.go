@@ -30,6 +30,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"berth/test/berthtest"
+	"berth/test/engine"
 )
 
 // image is the busybox image (CMD ["sh"]) every daemon gets.
@@ -307,7 +308,7 @@ type terminal struct {
 // startTerminal starts docker args on a new pseudo-terminal of rows x cols.
 func (c *cli) startTerminal(rows, cols uint16, args ...string) *terminal {
 	c.t.Helper()
-	master, slave, err := openPTY(rows, cols)
+	master, slave, err := engine.OpenPTY(rows, cols)
 	if err != nil {
 		c.t.Fatalf("open a pseudo-terminal: %v", err)
 	}
@@ -408,35 +409,6 @@ func (tm *terminal) exitCode() int {
 		tm.t.Fatalf("docker: %v", tm.waitErr)
 	}
 	return tm.cmd.ProcessState.ExitCode()
-}
-
-// openPTY opens a pseudo-terminal pair (/dev/ptmx and its /dev/pts peer) of rows x cols.
-func openPTY(rows, cols uint16) (master, slave *os.File, err error) {
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil, err
-	}
-	fd := int(m.Fd())
-	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
-		m.Close()
-		return nil, nil, fmt.Errorf("unlockpt: %w", err)
-	}
-	n, err := unix.IoctlGetInt(fd, unix.TIOCGPTN)
-	if err != nil {
-		m.Close()
-		return nil, nil, fmt.Errorf("ptsname: %w", err)
-	}
-	s, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		m.Close()
-		return nil, nil, err
-	}
-	if err := unix.IoctlSetWinsize(int(s.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols}); err != nil {
-		m.Close()
-		s.Close()
-		return nil, nil, fmt.Errorf("set the window size: %w", err)
-	}
-	return m, s, nil
 }
 
 // hostCapBnd is the test process's capability bounding set as /proc/*/status shows it

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -117,7 +116,7 @@ func runCmdShown(t *testing.T, shown, dir string, timeout time.Duration, env []s
 // terminal showed and the exit code. It runs in directory dir when set.
 func ptyRun(t *testing.T, dir string, timeout time.Duration, env []string, waitFor, input, name string, args ...string) result {
 	t.Helper()
-	master, slave, err := openPTY()
+	master, slave, err := engine.OpenPTY(24, 80)
 	if err != nil {
 		t.Fatalf("open pty: %v", err)
 	}
@@ -170,30 +169,6 @@ func ptyRun(t *testing.T, dir string, timeout time.Duration, env []string, waitF
 	}
 	t.Logf("$ [pty] %s %s  [%v] -> exit %d%s", filepath.Base(name), strings.Join(args, " "), time.Since(start).Round(time.Millisecond), r.code, engine.Indent("terminal", r.stdout, 4000))
 	return r
-}
-
-func openPTY() (master, slave *os.File, err error) {
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil, err
-	}
-	fd := int(m.Fd())
-	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
-		m.Close()
-		return nil, nil, fmt.Errorf("unlockpt: %w", err)
-	}
-	n, err := unix.IoctlGetInt(fd, unix.TIOCGPTN)
-	if err != nil {
-		m.Close()
-		return nil, nil, fmt.Errorf("ptsname: %w", err)
-	}
-	s, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		m.Close()
-		return nil, nil, err
-	}
-	unix.IoctlSetWinsize(int(s.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 24, Col: 80})
-	return m, s, nil
 }
 
 type safeBuffer struct {
