@@ -150,10 +150,7 @@ func (s *Server) inspectImage(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := s.d.ImageConfig(im)
-	if err != nil {
-		return err
-	}
+	cfg := s.d.ImageConfig(im)
 	res := imagetypes.InspectResponse{
 		ID:           im.ID.String(),
 		RepoTags:     familiar(im.RepoTags),

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -62,11 +61,7 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (res CreateResul
 		}
 		return res, err
 	}
-	imgCfg, err := d.imageConfig(im)
-	if err != nil {
-		return res, err
-	}
-	mergeImageConfig(&cfg, imgCfg)
+	mergeImageConfig(&cfg, &dockerspec.DockerOCIImageConfig{ImageConfig: im.Config.Config, DockerOCIImageConfigExt: im.ConfigExt})
 	if len(cfg.Entrypoint) == 0 && len(cfg.Cmd) == 0 {
 		return res, errdefs.Invalid("no command specified")
 	}
@@ -186,19 +181,6 @@ func (d *Daemon) removeLeftoverCreate(id string) {
 	d.images.Snaps.Remove(id)
 	d.images.RemoveLease(id)
 	os.RemoveAll(dir)
-}
-
-// imageConfig reads an image's config with Docker's extensions (healthcheck, shell).
-func (d *Daemon) imageConfig(im *image.Image) (*dockerspec.DockerOCIImageConfig, error) {
-	b, err := d.images.Content.ReadAll(im.Manifest.Config.Digest, 32<<20)
-	if err != nil {
-		return nil, fmt.Errorf("image %s: config: %w", im.ID, err)
-	}
-	var doc dockerspec.DockerOCIImage
-	if err := json.Unmarshal(b, &doc); err != nil {
-		return nil, fmt.Errorf("image %s: config: %w", im.ID, err)
-	}
-	return &doc.Config, nil
 }
 
 // mergeImageConfig folds the image's config into the container's, as dockerd does: the

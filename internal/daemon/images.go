@@ -2,8 +2,6 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 
 	imagespec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/moby/moby/api/types/container"
@@ -13,17 +11,9 @@ import (
 	"berth/internal/image"
 )
 
-// ImageConfig reads an image's whole config document with Docker's extensions.
-func (d *Daemon) ImageConfig(im *image.Image) (*imagespec.DockerOCIImage, error) {
-	b, err := d.images.Content.ReadAll(im.Manifest.Config.Digest, 32<<20)
-	if err != nil {
-		return nil, fmt.Errorf("image %s: config: %w", im.ID, err)
-	}
-	var doc imagespec.DockerOCIImage
-	if err := json.Unmarshal(b, &doc); err != nil {
-		return nil, fmt.Errorf("image %s: config: %w", im.ID, err)
-	}
-	return &doc, nil
+// ImageConfig is an image's whole config document with Docker's extensions.
+func (d *Daemon) ImageConfig(im *image.Image) *imagespec.DockerOCIImage {
+	return &imagespec.DockerOCIImage{Image: im.Config, Config: imagespec.DockerOCIImageConfig{ImageConfig: im.Config.Config, DockerOCIImageConfigExt: im.ConfigExt}}
 }
 
 // ImageUsers counts the containers of each image ID.

@@ -66,11 +66,8 @@ func (s *Store) Commit(ctx context.Context, opts CommitOptions) (*Image, error) 
 			return nil, errdefs.Invalid("commit: snapshot %s is not based on image %s", opts.Snapshot, opts.Image)
 		}
 		cfg = base.Config
-		var doc dockerspec.DockerOCIImage
-		if err := s.readJSON(base.Manifest.Config.Digest, &doc); err == nil {
-			e := doc.Config.DockerOCIImageConfigExt
-			ext = &e
-		}
+		e := base.ConfigExt
+		ext = &e
 		cfg.RootFS.DiffIDs = append([]digest.Digest(nil), cfg.RootFS.DiffIDs...)
 		cfg.History = append([]ocispec.History(nil), cfg.History...)
 		layers = append(layers, base.Manifest.Layers...)

@@ -30,6 +30,7 @@ import (
 	"berth/internal/errdefs"
 	"berth/internal/snapshot"
 
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	bolt "go.etcd.io/bbolt"
@@ -140,6 +141,9 @@ type Image struct {
 	Added       time.Time
 	Manifest    ocispec.Manifest
 	Config      ocispec.Image
+	// ConfigExt are Docker's extensions of the config (healthcheck, onbuild, shell), read
+	// with it.
+	ConfigExt dockerspec.DockerOCIImageConfigExt
 	// ChainIDs of the image's layers, bottom first.
 	ChainIDs []digest.Digest
 	// Size is the bytes of regular files in all of the image's layers.
@@ -250,9 +254,15 @@ func (s *Store) get(tx *bolt.Tx, id digest.Digest) (*Image, error) {
 	if err := s.readJSON(r.Target.Digest, &im.Manifest); err != nil {
 		return nil, fmt.Errorf("image %s: manifest: %w", id, err)
 	}
-	if err := s.readJSON(id, &im.Config); err != nil {
+	// One read for the OCI config and Docker's extensions (DockerOCIImage's Config shadows
+	// the OCI one).
+	var doc dockerspec.DockerOCIImage
+	if err := s.readJSON(id, &doc); err != nil {
 		return nil, fmt.Errorf("image %s: config: %w", id, err)
 	}
+	im.Config = doc.Image
+	im.Config.Config = doc.Config.ImageConfig
+	im.ConfigExt = doc.Config.DockerOCIImageConfigExt
 	im.ChainIDs = snapshot.ChainIDs(im.Config.RootFS.DiffIDs)
 	for _, c := range im.ChainIDs {
 		if l, err := s.Snaps.Layer(c); err == nil {
