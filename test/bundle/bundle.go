@@ -286,6 +286,18 @@ func randomID() string {
 // appletCache maps a busybox path to its applet list.
 var appletCache sync.Map // string -> []string
 
+// Prepare runs `busybox --list` once and caches the result, so that later bundles are
+// made without starting a process. Test binaries that reap every child zombie (a
+// subreaper's reaper goroutine) call it before starting their reaper: otherwise the
+// reaper can take the exit status of `busybox --list` away from its exec.Cmd.
+func Prepare(busybox string) error {
+	if err := checkStatic(busybox); err != nil {
+		return err
+	}
+	_, err := applets(busybox)
+	return err
+}
+
 func applets(busybox string) ([]string, error) {
 	if v, ok := appletCache.Load(busybox); ok {
 		return v.([]string), nil

@@ -84,6 +84,10 @@ func testMain(m *testing.M) int {
 		skipReason = fmt.Sprintf("no static busybox (%v): install busybox-static or set $%s", err, bundle.BusyboxEnv)
 		return m.Run()
 	}
+	// Before the reaper starts (see runTests): bundles run `busybox --list` once.
+	if err := bundle.Prepare(bb); err != nil {
+		setupErr = err
+	}
 	// $BERTH_RUNTIME_BIN runs the tests against another binary (e.g. runc, to check the
 	// tests themselves) instead of building berth-runtime.
 	if bin := os.Getenv("BERTH_RUNTIME_BIN"); bin != "" {
