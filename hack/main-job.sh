@@ -1,16 +1,19 @@
 #!/bin/bash
 # hack/main-job.sh: the main job. Starts berthd, makes an image locally (a
 # busybox-static root filesystem with a web page, imported with `berth import`),
-# runs `busybox httpd` from it with `berth run -d`, fetches the page with curl,
-# then removes the container and the image and stops berthd.
+# runs `busybox httpd` from it with `berth run -d -p $PORT:80` on berth's default
+# bridge, fetches the page with curl through the published port (127.0.0.1 and
+# the host's own address), then removes the container and the image, stops
+# berthd and removes what it made in the host's network (its bridge, its
+# nftables table, ip_forward as it was).
 #
 # It first installs missing dependencies (hack/install-deps.sh) and builds
 # (make build), so on a fresh Debian 12 machine it is the one command to run.
 #
 # berthd runs with its own data root, exec root and socket in a temporary
-# directory, so the job never touches an installed berth. Until berth has its
-# own networks (bridge, published ports), the container serves on the host's
-# network: httpd listens on 127.0.0.1:$PORT (default 8080).
+# directory and its own bridge (berthmj0), so the job never touches an installed
+# berth's containers or bridge; it refuses to run while berth's nftables table
+# exists (an installed berthd is running), since the table is shared.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -27,6 +30,11 @@ if curl -s -o /dev/null "http://127.0.0.1:$PORT/"; then
 	echo "main-job: something already listens on 127.0.0.1:$PORT (set PORT)" >&2
 	exit 1
 fi
+if nft list table ip berth >/dev/null 2>&1; then
+	echo "main-job: berth's nftables table exists (is a berthd running?); stop it first" >&2
+	exit 1
+fi
+forward=$(cat /proc/sys/net/ipv4/ip_forward)
 
 work=$(mktemp -d /var/tmp/berth-main-job.XXXXXX)
 export BERTH_HOST="unix://$work/berth.sock"
@@ -36,6 +44,9 @@ cleanup() {
 		bin/berth rm -f web >/dev/null 2>&1 || true
 		bin/berth rmi -f main-job/web >/dev/null 2>&1 || true
 		kill "$berthd_pid" 2>/dev/null && wait "$berthd_pid" 2>/dev/null || true
+		ip link delete berthmj0 2>/dev/null || true
+		nft delete table ip berth 2>/dev/null || true
+		echo "$forward" >/proc/sys/net/ipv4/ip_forward
 	fi
 	rm -rf "$work"
 	# the runtime removes each container's cgroup; remove the parent berthd used
@@ -44,7 +55,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "+ berthd --data-root $work/data --exec-root $work/exec -H $BERTH_HOST"
-echo '{"cgroup-parent": "berth-main-job"}' >"$work/daemon.json"
+echo '{"cgroup-parent": "berth-main-job", "bridge": "berthmj0"}' >"$work/daemon.json"
 bin/berthd --data-root "$work/data" --exec-root "$work/exec" -H "$BERTH_HOST" \
 	--config-file "$work/daemon.json" 2>"$work/berthd.log" &
 berthd_pid=$!
@@ -59,19 +70,27 @@ go build -o "$work/mkbundle" ./hack/mkbundle
 "$work/mkbundle" -dir "$work/img" -cgroups-path "" -file "www/index.html=<h1>hello from berth</h1>" -- /bin/sh >/dev/null
 echo "+ berth import --change 'CMD [...]' rootfs.tar main-job/web"
 tar -C "$work/img/rootfs" -cf - . |
-	bin/berth import --change 'CMD ["httpd", "-f", "-v", "-p", "127.0.0.1:'"$PORT"'", "-h", "/www"]' - main-job/web
+	bin/berth import --change 'CMD ["httpd", "-f", "-v", "-p", "80", "-h", "/www"]' --change 'EXPOSE 80' - main-job/web
 bin/berth images main-job/web
 
-echo "+ berth run -d --name web --network host main-job/web"
-bin/berth run -d --name web --network host main-job/web
+echo "+ berth run -d --name web -p $PORT:80 main-job/web"
+bin/berth run -d --name web -p "$PORT:80" main-job/web
 for _ in $(seq 50); do
 	curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break
 	sleep 0.1
 done
 bin/berth ps
+bin/berth port web
 echo "+ curl http://127.0.0.1:$PORT/"
 curl -fsS "http://127.0.0.1:$PORT/"
 echo
+# The host's own address (the source of its default route), when it has one.
+addr=$(ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p')
+if [ -n "$addr" ]; then
+	echo "+ curl http://$addr:$PORT/"
+	curl -fsS "http://$addr:$PORT/"
+	echo
+fi
 echo "+ berth logs web"
 bin/berth logs web
 echo "+ berth rm -f web"

@@ -91,6 +91,23 @@ func (s *Server) inspectContainer(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return err
 	}
+	if compareVersions(r.version, "1.52") < 0 && c.NetworkSettings != nil {
+		// Clients before 1.52 read the default bridge's address at the top of NetworkSettings.
+		b, err := json.Marshal(c)
+		if err != nil {
+			return err
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			return err
+		}
+		if ns, ok := m["NetworkSettings"].(map[string]any); ok {
+			for k, v := range legacyNetworkFields(c.NetworkSettings.Networks["bridge"]) {
+				ns[k] = v
+			}
+		}
+		return writeJSON(w, http.StatusOK, m)
+	}
 	return writeJSON(w, http.StatusOK, c)
 }
 

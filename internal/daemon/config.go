@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -34,10 +35,33 @@ type Config struct {
 	// berthd waits for API requests in flight when it is told to exit, in seconds.
 	ShutdownTimeout int `json:"shutdown-timeout,omitempty"`
 
+	// Bridge names the default bridge's interface ("berth0"); "none" disables the default
+	// bridge network (containers then default to --network none).
+	Bridge string `json:"bridge,omitempty"`
+	// BIP is the default bridge's address with its prefix length ("172.17.0.1/16"); when
+	// empty a subnet is chosen that overlaps no route of the host.
+	BIP string `json:"bip,omitempty"`
+	// MTU of the default bridge and its veths; 0 keeps the kernel's (1500).
+	MTU int `json:"mtu,omitempty"`
+	// DefaultAddressPools are where subnets of new networks come from.
+	DefaultAddressPools []AddressPool `json:"default-address-pools,omitempty"`
+	// DNS, DNSSearch and DNSOpts are the default --dns, --dns-search and --dns-option.
+	DNS       []string `json:"dns,omitempty"`
+	DNSSearch []string `json:"dns-search,omitempty"`
+	DNSOpts   []string `json:"dns-opts,omitempty"`
+	// IP is the default host address of published ports (0.0.0.0).
+	IP string `json:"ip,omitempty"`
+
 	// Binaries, found next to berthd's own executable unless set (not in daemon.json).
 	ShimBinary    string `json:"-"`
 	RuntimeBinary string `json:"-"`
 	InitBinary    string `json:"-"`
+}
+
+// AddressPool is one of daemon.json's default-address-pools: Base split into /Size subnets.
+type AddressPool struct {
+	Base netip.Prefix `json:"base"`
+	Size int          `json:"size"`
 }
 
 // Defaults of dockerd's flags, for berth.
@@ -71,7 +95,7 @@ func LoadConfigFile(path string, optional bool) (*Config, error) {
 		return nil, fmt.Errorf("unable to configure the daemon with file %s: %w", path, err)
 	}
 	known := map[string]bool{}
-	for _, k := range []string{"hosts", "data-root", "exec-root", "debug", "log-driver", "log-opts", "cgroup-parent", "default-shm-size", "shutdown-timeout"} {
+	for _, k := range []string{"hosts", "data-root", "exec-root", "debug", "log-driver", "log-opts", "cgroup-parent", "default-shm-size", "shutdown-timeout", "bridge", "bip", "mtu", "default-address-pools", "dns", "dns-search", "dns-opts", "ip"} {
 		known[k] = true
 	}
 	var unknown []string
@@ -118,6 +142,29 @@ func (c *Config) fill() error {
 	if c.DefaultShmSize != "" {
 		if _, err := units.RAMInBytes(c.DefaultShmSize); err != nil {
 			return fmt.Errorf("default-shm-size: %w", err)
+		}
+	}
+	if c.BIP != "" {
+		if p, err := netip.ParsePrefix(c.BIP); err != nil || !p.Addr().Is4() {
+			return fmt.Errorf("bip %q: want an IPv4 address with its prefix length, such as 172.17.0.1/16", c.BIP)
+		}
+	}
+	if c.MTU != 0 && (c.MTU < 68 || c.MTU > 65535) {
+		return fmt.Errorf("mtu %d: out of range", c.MTU)
+	}
+	for _, p := range c.DefaultAddressPools {
+		if !p.Base.IsValid() || !p.Base.Addr().Is4() || p.Size < p.Base.Bits() || p.Size > 30 {
+			return fmt.Errorf("default-address-pools: invalid pool %s/%d", p.Base, p.Size)
+		}
+	}
+	for _, a := range c.DNS {
+		if _, err := netip.ParseAddr(a); err != nil {
+			return fmt.Errorf("dns: %q is not an IP address", a)
+		}
+	}
+	if c.IP != "" {
+		if a, err := netip.ParseAddr(c.IP); err != nil || !a.Is4() {
+			return fmt.Errorf("ip: %q is not an IPv4 address", c.IP)
 		}
 	}
 	self, err := os.Executable()

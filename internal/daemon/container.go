@@ -11,6 +11,7 @@ import (
 	"github.com/moby/moby/api/types/mount"
 
 	"berth/internal/atomicfile"
+	"berth/internal/network/firewall"
 )
 
 // Container is one container: its record (persisted as config.v2.json) and what the daemon
@@ -45,6 +46,12 @@ type Container struct {
 	// RemoveVolumes: a removal under way also removes the anonymous volumes (rm -v); kept
 	// so that a removal interrupted by a crash is finished the same way.
 	RemoveVolumes bool `json:",omitempty"`
+	// Networks are the container's endpoints on bridge networks, by network name.
+	Networks map[string]*Endpoint `json:",omitempty"`
+	// NetNS is the network namespace berthd made for the running container (bridge modes).
+	NetNS string `json:",omitempty"`
+	// Ports are the host ports published while it runs.
+	Ports []firewall.PortMapping `json:",omitempty"`
 
 	mu sync.Mutex `json:"-"`
 	// op serializes lifecycle operations (start, stop, kill, restart, pause, rm, update).

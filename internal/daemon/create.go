@@ -73,11 +73,13 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (res CreateResul
 	}
 	warnings := oci.Adapt(hc, nil)
 	if len(hc.PortBindings) > 0 || hc.PublishAllPorts {
-		if hc.NetworkMode != "host" {
-			return res, errdefs.Invalid("cannot publish ports: berthd has no bridge network yet (use --network host, where the container's ports are the host's)")
+		switch {
+		case hc.NetworkMode == "host":
+			// Adapt has warned that they are discarded.
+			hc.PortBindings, hc.PublishAllPorts = nil, false
+		case hc.NetworkMode.IsContainer():
+			return res, errdefs.Invalid("conflicting options: port publishing and the container type network mode")
 		}
-		warnings = append(warnings, "Published ports are discarded when using host network mode")
-		hc.PortBindings, hc.PublishAllPorts = nil, false
 	}
 	if hc.AutoRemove && hc.RestartPolicy.Name != "" && hc.RestartPolicy.Name != container.RestartPolicyDisabled {
 		return res, errdefs.Invalid("can't create 'AutoRemove' container with restart policy")
@@ -100,6 +102,14 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (res CreateResul
 	c.Path, c.Args = commandOf(&cfg)
 	if cfg.Hostname == "" && hc.NetworkMode != "host" && !hc.NetworkMode.IsContainer() {
 		cfg.Hostname = ShortID(c.ID)
+	}
+	if err := d.configureEndpoints(c, req.Networking); err != nil {
+		return res, err
+	}
+	if bridged(hc.NetworkMode) {
+		if _, err := d.wantedPorts(c); err != nil {
+			return res, err
+		}
 	}
 	d.mu.Lock()
 	name := req.Name
@@ -298,6 +308,9 @@ func (d *Daemon) defaultHostConfig(hc *container.HostConfig) error {
 	}
 	if hc.NetworkMode == "" || hc.NetworkMode == "default" {
 		hc.NetworkMode = "bridge"
+		if d.cfg.Bridge == "none" {
+			hc.NetworkMode = "none"
+		}
 	}
 	if hc.RestartPolicy.Name == "" {
 		hc.RestartPolicy.Name = container.RestartPolicyDisabled

@@ -33,6 +33,7 @@ type Daemon struct {
 	root    string // data root
 	images  *image.Store
 	vols    *volume.Store
+	nets    *nets
 	events  *Events
 	log     *slog.Logger
 	started time.Time
@@ -55,7 +56,7 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
-	for _, dir := range []string{cfg.DataRoot, filepath.Join(cfg.DataRoot, "containers"), cfg.ExecRoot, filepath.Join(cfg.ExecRoot, "shims"), filepath.Join(cfg.ExecRoot, "runtime")} {
+	for _, dir := range []string{cfg.DataRoot, filepath.Join(cfg.DataRoot, "containers"), cfg.ExecRoot, filepath.Join(cfg.ExecRoot, "shims"), filepath.Join(cfg.ExecRoot, "runtime"), filepath.Join(cfg.ExecRoot, "netns")} {
 		if err := os.MkdirAll(dir, 0o710); err != nil {
 			return nil, fmt.Errorf("create %s: %w", dir, err)
 		}
@@ -86,6 +87,10 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 		d.images.Close()
 		return nil, err
 	}
+	if err := d.openNetworks(); err != nil {
+		d.images.Close()
+		return nil, fmt.Errorf("networks: %w", err)
+	}
 	d.reconcile()
 	return d, nil
 }
@@ -94,6 +99,7 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 func (d *Daemon) Close() error {
 	d.cancel()
 	d.bg.Wait()
+	d.closeNetworks()
 	return d.images.Close()
 }
 
@@ -268,16 +274,3 @@ func (d *Daemon) volumeUsage(ctx context.Context) ([]volumetypes.Volume, error) 
 
 // Started is when the daemon started.
 func (d *Daemon) Started() time.Time { return d.started }
-
-// RunningIn lists the running containers whose network mode is mode.
-func (d *Daemon) RunningIn(mode string) []ContainerRef {
-	var out []ContainerRef
-	for _, c := range d.List() {
-		c.mu.Lock()
-		if c.State.Running && string(c.HostConfig.NetworkMode) == mode {
-			out = append(out, ContainerRef{ID: c.ID, Name: c.Name, Running: true})
-		}
-		c.mu.Unlock()
-	}
-	return out
-}

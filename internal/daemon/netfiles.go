@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"berth/internal/errdefs"
@@ -34,6 +35,22 @@ func (d *Daemon) writeNetworkFiles(c *Container) error {
 	if err := os.WriteFile(c.HostnamePath, []byte(hostname+"\n"), 0o644); err != nil {
 		return err
 	}
+	hosts, err := d.hostsContent(c)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(c.HostsPath, hosts, 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(c.ResolvConfPath, d.resolvConf(c), 0o644)
+}
+
+// hostsContent is the container's /etc/hosts: the host's own with --network host, else
+// localhost, the container's addresses with its hostname, and --add-host entries
+// (host-gateway is the default bridge's gateway). Called with c.mu held (or before the
+// record is shared).
+func (d *Daemon) hostsContent(c *Container) ([]byte, error) {
+	hc := c.HostConfig
 	var hosts bytes.Buffer
 	if hc.NetworkMode == "host" {
 		b, err := os.ReadFile("/etc/hosts")
@@ -55,28 +72,68 @@ func (d *Daemon) writeNetworkFiles(c *Container) error {
 			name, ip, ok = strings.Cut(h, "=")
 		}
 		if !ok || name == "" {
-			return errdefs.Invalid("invalid extra host: %q", h)
+			return nil, errdefs.Invalid("invalid extra host: %q", h)
 		}
 		ip = strings.TrimSuffix(strings.TrimPrefix(ip, "["), "]")
 		if ip == "host-gateway" {
-			return errdefs.Invalid("invalid extra host %q: host-gateway needs the bridge network", h)
+			var br *Network
+			if d.nets != nil {
+				br = d.defaultBridge()
+			}
+			if br == nil {
+				return nil, errdefs.Invalid("invalid extra host %q: host-gateway needs the default bridge network", h)
+			}
+			ip = br.Gateway.String()
 		}
 		if _, err := netip.ParseAddr(ip); err != nil {
-			return errdefs.Invalid("invalid IP address in add-host: %q", ip)
+			return nil, errdefs.Invalid("invalid IP address in add-host: %q", ip)
 		}
 		fmt.Fprintf(&hosts, "%s\t%s\n", ip, name)
 	}
-	if err := os.WriteFile(c.HostsPath, hosts.Bytes(), 0o644); err != nil {
-		return err
+	if bridged(hc.NetworkMode) {
+		names := c.Config.Hostname
+		if c.Config.Domainname != "" {
+			names = c.Config.Hostname + "." + c.Config.Domainname + " " + c.Config.Hostname
+		}
+		for _, n := range sortedEndpoints(c) {
+			if ep := c.Networks[n]; ep.Address.IsValid() {
+				fmt.Fprintf(&hosts, "%s\t%s\n", ep.Address.Addr(), names)
+			}
+		}
 	}
-	return os.WriteFile(c.ResolvConfPath, resolvConf(c), 0o644)
+	return hosts.Bytes(), nil
 }
 
-// resolvConf is the host's resolv.conf with --dns, --dns-search and --dns-option applied.
-// Outside the host's network namespace, loopback nameservers cannot answer, so they are
-// dropped (with Google's public servers as the fallback when none remains, as dockerd).
-func resolvConf(c *Container) []byte {
-	hc := c.HostConfig
+// resolvConf is the host's resolv.conf with --dns, --dns-search and --dns-option (or
+// daemon.json's dns, dns-search and dns-opts) applied. Outside the host's network
+// namespace, loopback nameservers cannot answer, so they are dropped (with Google's public
+// servers as the fallback when none remains, as dockerd). On user-defined networks the
+// nameserver is the embedded DNS server, 127.0.0.11, which forwards what it does not know
+// to the host's resolvers.
+func (d *Daemon) resolvConf(c *Container) []byte {
+	hc := *c.HostConfig
+	if len(hc.DNS) == 0 {
+		for _, s := range d.cfg.DNS {
+			if a, err := netip.ParseAddr(s); err == nil {
+				hc.DNS = append(hc.DNS, a)
+			}
+		}
+	}
+	if len(hc.DNSSearch) == 0 {
+		hc.DNSSearch = d.cfg.DNSSearch
+	}
+	if len(hc.DNSOptions) == 0 {
+		hc.DNSOptions = d.cfg.DNSOpts
+	}
+	embedded := false
+	if bridged(hc.NetworkMode) && d.nets != nil {
+		user := d.nets.userDefinedIDs()
+		for _, ep := range c.Networks {
+			if user[ep.NetworkID] {
+				embedded = true
+			}
+		}
+	}
 	host, _ := os.ReadFile("/etc/resolv.conf")
 	var ns, search, opts []string
 	sc := bufio.NewScanner(bytes.NewReader(host))
@@ -111,6 +168,12 @@ func resolvConf(c *Container) []byte {
 	}
 	if len(ns) == 0 && hc.NetworkMode != "host" {
 		ns = []string{"8.8.8.8", "8.8.4.4"}
+	}
+	if embedded {
+		ns = []string{"127.0.0.11"}
+		if !slices.ContainsFunc(opts, func(o string) bool { return strings.HasPrefix(o, "ndots:") }) {
+			opts = append(opts, "ndots:0")
+		}
 	}
 	if len(hc.DNSSearch) > 0 {
 		search = hc.DNSSearch

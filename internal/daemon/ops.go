@@ -108,6 +108,7 @@ func (d *Daemon) Remove(ctx context.Context, ref string, opts RemoveOptions) err
 // teardown removes what a stopped container holds. Idempotent: a second call after a
 // failure (or after a crash) finishes the work.
 func (d *Daemon) teardown(c *Container, volumes bool) error {
+	d.teardownNetwork(c)
 	// Runtime state of a container that died with its shim.
 	if _, err := os.Stat(d.runtimeRoot() + "/" + c.ID); err == nil {
 		d.runtime(context.Background(), "delete", "--force", c.ID)
@@ -335,6 +336,7 @@ func (d *Daemon) reconcile() {
 		}
 		c.mu.Unlock()
 	}
+	d.reconcileNetworks()
 	for _, c := range toStart {
 		c.op.Lock()
 		c.mu.Lock()

@@ -50,7 +50,8 @@ func (d *Daemon) Start(ctx context.Context, ref string) error {
 	autoRemove := c.HostConfig.AutoRemove
 	c.mu.Unlock()
 	c.op.Unlock()
-	if err != nil && !errors.Is(err, errdefs.ErrNotModified) && !errors.Is(err, errdefs.ErrConflict) && autoRemove {
+	var ns notStartable
+	if err != nil && !errors.Is(err, errdefs.ErrNotModified) && !errors.As(err, &ns) && autoRemove {
 		// As dockerd: an auto-remove container that cannot start is removed (docker run --rm
 		// waits for that).
 		if rerr := d.Remove(context.Background(), c.ID, RemoveOptions{Force: true, Volumes: true}); rerr != nil && !errors.Is(rerr, errdefs.ErrNotFound) {
@@ -62,16 +63,22 @@ func (d *Daemon) Start(ctx context.Context, ref string) error {
 
 func (d *Daemon) shimDir(c *Container) string { return filepath.Join(d.cfg.ExecRoot, "shims", c.ID) }
 
+// notStartable is a start refused for the container's state (being removed, dead), before
+// anything was attempted: an auto-remove container is not removed for it.
+type notStartable struct{ error }
+
+func (e notStartable) Unwrap() error { return e.error }
+
 // start runs the container under a new shim. Called with c.op held.
 func (d *Daemon) start(ctx context.Context, c *Container) (err error) {
 	c.mu.Lock()
 	switch {
 	case c.removed || c.State.Removing:
 		c.mu.Unlock()
-		return errdefs.Conflict("container %s is marked for removal and cannot be started", ShortID(c.ID))
+		return notStartable{errdefs.Conflict("container %s is marked for removal and cannot be started", ShortID(c.ID))}
 	case c.State.Dead:
 		c.mu.Unlock()
-		return errdefs.Conflict("container %s is dead and cannot be started", ShortID(c.ID))
+		return notStartable{errdefs.Conflict("container %s is dead and cannot be started", ShortID(c.ID))}
 	case c.State.Running:
 		c.mu.Unlock()
 		return errdefs.NotModified("container %s is already running", ShortID(c.ID))
@@ -95,8 +102,9 @@ func (d *Daemon) start(ctx context.Context, c *Container) (err error) {
 			for _, a := range attaches {
 				a.fail(err)
 			}
-			// Volumes buildSpec mounted for this start.
+			// Volumes buildSpec mounted for this start, and the network setupNetwork made.
 			d.unmountVolumes(c)
+			d.teardownNetwork(c)
 		}
 	}()
 	// The client may go away (Ctrl-C on docker start) once the start is under way: the
@@ -116,6 +124,9 @@ func (d *Daemon) start(ctx context.Context, c *Container) (err error) {
 			os.RemoveAll(dir)
 		}
 	}()
+	if err := d.setupNetwork(c); err != nil {
+		return err
+	}
 	spec, err := d.buildSpec(ctx, c)
 	if err != nil {
 		return err
@@ -327,6 +338,8 @@ func (d *Daemon) namespaces(c *Container) (oci.NamespacePaths, error) {
 	}
 	var err error
 	switch n := string(hc.NetworkMode); {
+	case c.NetNS != "" && bridged(hc.NetworkMode):
+		ns.Network = c.NetNS
 	case strings.HasPrefix(n, "container:"):
 		dir, err := peer(strings.TrimPrefix(n, "container:"))
 		if err != nil {
@@ -388,6 +401,15 @@ func (d *Daemon) handleExit(c *Container, t *runningTask, exit shim.Exit) {
 		<-t.reaped
 	}
 	d.stopHealth(c)
+	c.mu.Lock()
+	current := c.run == t
+	c.mu.Unlock()
+	if !current {
+		return
+	}
+	// The network goes first, without c.mu (the DNS server's lookups take it): nothing else
+	// changes c.run meanwhile, and a start sees the container still running.
+	d.teardownNetwork(c)
 	c.mu.Lock()
 	if c.run != t {
 		c.mu.Unlock()

@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -132,21 +135,92 @@ func (c *Container) mountViews() []container.MountPoint {
 	return out
 }
 
-// networkSettings is inspect's NetworkSettings. Until berth has its own networks (bridge,
-// user networks), a container is in the host's namespace or in one of its own with only
-// loopback, and has no address to show.
+// networkSettings is inspect's NetworkSettings: the namespace, the published ports and an
+// endpoint per network (with its address while the container runs). Called with c.mu held.
 func (c *Container) networkSettings() *container.NetworkSettings {
 	ns := &container.NetworkSettings{
 		Networks: map[string]*network.EndpointSettings{},
+		Ports:    network.PortMap{},
 	}
-	mode := string(c.HostConfig.NetworkMode)
-	if mode != "" && !strings.HasPrefix(mode, "container:") {
-		ns.Networks[mode] = &network.EndpointSettings{}
+	mode := c.HostConfig.NetworkMode
+	switch {
+	case mode == "host" || mode == "none":
+		ns.Networks[string(mode)] = &network.EndpointSettings{NetworkID: predefinedID(string(mode))}
+	case bridged(mode):
+		for name, ep := range c.Networks {
+			es := &network.EndpointSettings{
+				NetworkID:  ep.NetworkID,
+				EndpointID: ep.EndpointID,
+				Aliases:    ep.Aliases,
+				Gateway:    ep.Gateway,
+			}
+			if ep.IPv4.IsValid() {
+				es.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: ep.IPv4}
+			}
+			if ep.Address.IsValid() {
+				es.IPAddress, es.IPPrefixLen = ep.Address.Addr(), ep.Address.Bits()
+				if mac, err := net.ParseMAC(ep.Mac); err == nil {
+					es.MacAddress = network.HardwareAddr(mac)
+				}
+				es.DNSNames = append([]string{trimSlash(c.Name), ShortID(c.ID)}, ep.Aliases...)
+			}
+			ns.Networks[name] = es
+		}
 	}
 	if c.State.Running && c.State.Pid > 0 && mode != "host" {
 		ns.SandboxKey = "/proc/" + strconv.Itoa(c.State.Pid) + "/ns/net"
+		if c.NetNS != "" {
+			ns.SandboxKey = c.NetNS
+		}
+	}
+	if c.State.Running && bridged(mode) {
+		for p := range c.Config.ExposedPorts {
+			ns.Ports[p] = nil
+		}
+		for _, m := range c.Ports {
+			p, ok := network.PortFrom(m.ContainerPort, network.IPProtocol(m.Proto))
+			if !ok {
+				continue
+			}
+			host := m.HostIP
+			if !host.IsValid() {
+				host = netip.IPv4Unspecified()
+			}
+			ns.Ports[p] = append(ns.Ports[p], network.PortBinding{HostIP: host, HostPort: strconv.Itoa(int(m.HostPort))})
+		}
 	}
 	return ns
+}
+
+// portSummaries are ps's ports: the exposed ones, with their host side when published.
+// Called with c.mu held.
+func (c *Container) portSummaries() []container.PortSummary {
+	out := []container.PortSummary{}
+	published := map[network.Port]bool{}
+	if c.State.Running {
+		for _, m := range c.Ports {
+			host := m.HostIP
+			if !host.IsValid() {
+				host = netip.IPv4Unspecified()
+			}
+			out = append(out, container.PortSummary{IP: host, PrivatePort: m.ContainerPort, PublicPort: m.HostPort, Type: string(m.Proto)})
+			if p, ok := network.PortFrom(m.ContainerPort, network.IPProtocol(m.Proto)); ok {
+				published[p] = true
+			}
+		}
+	}
+	for p := range c.Config.ExposedPorts {
+		if !published[p] {
+			out = append(out, container.PortSummary{PrivatePort: p.Num(), Type: string(p.Proto())})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].PrivatePort != out[j].PrivatePort {
+			return out[i].PrivatePort < out[j].PrivatePort
+		}
+		return out[i].PublicPort < out[j].PublicPort
+	})
+	return out
 }
 
 // sizes are the container's writable layer size and its whole rootfs size.
@@ -237,7 +311,7 @@ func (d *Daemon) ListSummaries(ctx context.Context, opts ListOptions) ([]contain
 			ImageID: c.Image,
 			Command: strings.Join(append([]string{c.Path}, c.Args...), " "),
 			Created: c.Created.Unix(),
-			Ports:   []container.PortSummary{},
+			Ports:   c.portSummaries(),
 			Labels:  c.Config.Labels,
 			State:   statusOf(&s),
 			Status:  s.statusText(now),
@@ -334,7 +408,45 @@ func (d *Daemon) matchContainer(c *Container, f Filters) bool {
 	}) {
 		return false
 	}
-	if !any("network", func(v string) bool { return string(c.HostConfig.NetworkMode) == v }) {
+	if !any("network", func(v string) bool {
+		if string(c.HostConfig.NetworkMode) == v {
+			return true
+		}
+		for name, ep := range c.Networks {
+			if name == v || ep.NetworkID == v {
+				return true
+			}
+		}
+		return false
+	}) {
+		return false
+	}
+	portMatch := func(v string, num uint16, proto string) bool {
+		n, pr, hasProto := strings.Cut(v, "/")
+		if hasProto && pr != proto {
+			return false
+		}
+		r, err := network.ParsePortRange(n)
+		return err == nil && num >= r.Start() && num <= r.End()
+	}
+	if !any("publish", func(v string) bool {
+		for _, m := range c.Ports {
+			if c.State.Running && portMatch(v, m.HostPort, string(m.Proto)) {
+				return true
+			}
+		}
+		return false
+	}) {
+		return false
+	}
+	if !any("expose", func(v string) bool {
+		for p := range c.Config.ExposedPorts {
+			if portMatch(v, p.Num(), string(p.Proto())) {
+				return true
+			}
+		}
+		return false
+	}) {
 		return false
 	}
 	if !any("is-task", func(v string) bool { return v == "false" }) {

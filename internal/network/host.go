@@ -176,6 +176,8 @@ type Endpoint struct {
 	Gateway  netip.Addr   // default route; none when invalid (an internal network)
 	MTU      int          // both ends; 0 keeps the kernel's (or the bridge's)
 	HostVeth string       // name of the host end, unique in the host namespace
+	// MAC is the container end's hardware address; nil lets the kernel choose.
+	MAC net.HardwareAddr
 }
 
 // AttachVeth joins a container's namespace to a bridge: a veth pair whose
@@ -223,6 +225,9 @@ func (h *Host) AttachVeth(ep Endpoint) (err error) {
 		PeerMTU:       uint32(mtu),
 		PeerNamespace: netlink.NsFd(int(cns)),
 	}
+	if len(ep.MAC) > 0 {
+		veth.PeerHardwareAddr = ep.MAC
+	}
 	if err := h.nl.LinkAdd(veth); err != nil {
 		if errors.Is(err, unix.EEXIST) {
 			return errdefs.Conflict("veth %s or %s in %s already exists", ep.HostVeth, ep.IfName, ep.NetNS)
@@ -263,6 +268,11 @@ func (h *Host) AttachVeth(ep Endpoint) (err error) {
 	if err != nil {
 		return fmt.Errorf("veth %s: %w", ep.HostVeth, err)
 	}
+	// Hairpin mode: a container reaching its own published port is DNATed back to itself,
+	// and the bridge must send the frame back out of the port it came in on.
+	if err := h.nl.LinkSetHairpin(host, true); err != nil {
+		return fmt.Errorf("veth %s: hairpin: %w", ep.HostVeth, err)
+	}
 	if err := h.nl.LinkSetUp(host); err != nil {
 		return fmt.Errorf("veth %s: up: %w", ep.HostVeth, err)
 	}
@@ -286,4 +296,26 @@ func (h *Host) DetachVeth(hostVeth string) error {
 		return fmt.Errorf("veth %s: delete: %w", hostVeth, err)
 	}
 	return nil
+}
+
+// BridgePorts lists the names of the links whose master is the bridge name.
+func (h *Host) BridgePorts(name string) ([]string, error) {
+	br, err := h.nl.LinkByName(name)
+	if notFoundLink(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bridge %s: %w", name, err)
+	}
+	links, err := retryDump(h.nl.LinkList)
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	var out []string
+	for _, l := range links {
+		if l.Attrs().MasterIndex == br.Attrs().Index {
+			out = append(out, l.Attrs().Name)
+		}
+	}
+	return out, nil
 }

@@ -127,7 +127,11 @@ func OpenIPAM(stateDir string) (*IPAM, error) {
 
 // commit applies fn to a copy of the state, writes the copy and only then
 // makes it current: a failed write leaves memory and disk as they were.
-func (m *IPAM) commit(fn func(*ipamState) error) error {
+// Changes of networks are durable (fsynced); changes of leases are only
+// renamed into place: leases belong to running containers, which a crash of
+// the machine ends, and the daemon releases the leases of containers it does
+// not find running when it starts.
+func (m *IPAM) commit(dur atomicfile.Durability, fn func(*ipamState) error) error {
 	b, err := json.Marshal(&m.state)
 	if err != nil {
 		return err
@@ -149,7 +153,7 @@ func (m *IPAM) commit(fn func(*ipamState) error) error {
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.WriteFile(m.path, out, 0o600, atomicfile.Durable); err != nil {
+	if err := atomicfile.WriteFile(m.path, out, 0o600, dur); err != nil {
 		return fmt.Errorf("ipam: save: %w", err)
 	}
 	m.state = next
@@ -166,7 +170,7 @@ func (m *IPAM) AddNetwork(name string, req SubnetRequest) (Subnet, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out Subnet
-	err := m.commit(func(st *ipamState) error {
+	err := m.commit(atomicfile.Durable, func(st *ipamState) error {
 		if _, ok := st.Networks[name]; ok {
 			return errdefs.Conflict("network %s already has a subnet", name)
 		}
@@ -248,7 +252,7 @@ func checkSubnet(s Subnet) error {
 func (m *IPAM) RemoveNetwork(name string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.commit(func(st *ipamState) error {
+	return m.commit(atomicfile.Durable, func(st *ipamState) error {
 		n, ok := st.Networks[name]
 		if !ok {
 			return errdefs.NotFound("network %s has no subnet", name)
@@ -311,7 +315,7 @@ func (m *IPAM) Allocate(network, owner string, want netip.Addr) (netip.Prefix, e
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out netip.Prefix
-	err := m.commit(func(st *ipamState) error {
+	err := m.commit(atomicfile.Renamed, func(st *ipamState) error {
 		n, ok := st.Networks[network]
 		if !ok {
 			return errdefs.NotFound("network %s has no subnet", network)
@@ -391,7 +395,7 @@ func (n *ipamNetwork) pick(want netip.Addr) (netip.Addr, error) {
 func (m *IPAM) Release(network string, addr netip.Addr) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	err := m.commit(func(st *ipamState) error {
+	err := m.commit(atomicfile.Renamed, func(st *ipamState) error {
 		n, ok := st.Networks[network]
 		if !ok {
 			return errNoChange
@@ -414,7 +418,7 @@ func (m *IPAM) ReleaseOwner(owner string) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	count := 0
-	err := m.commit(func(st *ipamState) error {
+	err := m.commit(atomicfile.Renamed, func(st *ipamState) error {
 		for _, n := range st.Networks {
 			for a, o := range n.Leases {
 				if o == owner {

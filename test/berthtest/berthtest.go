@@ -1,7 +1,8 @@
 // Package berthtest starts private berthds for integration tests and drives them with the
 // stock docker CLI: each daemon has its own data root, exec root and socket under one
-// directory, its containers' cgroups under the test run's parent, and its cleanup checks
-// that nothing is left (containers, mounts, shims, runtime state).
+// directory, its containers' cgroups under the test run's parent, its own network namespace
+// (the "host" its bridges, veths, rules and published ports live in), and its cleanup checks
+// that nothing is left (containers, mounts, shims, runtime state, veths, rules, leases).
 package berthtest
 
 import (
@@ -19,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"berth/internal/network"
 	"berth/test/bundle"
 	"berth/test/engine"
 	"berth/test/imagetest"
@@ -77,9 +79,13 @@ type Daemon struct {
 	DockerCLI string
 	Env       []string
 	Config    string
-	cmd       *exec.Cmd
-	exited    chan struct{}
-	log       *os.File
+	// NetNS is the network namespace berthd runs in: the host, as far as its containers
+	// know. HostAddr is an address of that host besides 127.0.0.1 (on a dummy link).
+	NetNS    string
+	HostAddr string
+	cmd      *exec.Cmd
+	exited   chan struct{}
+	log      *os.File
 	// orphans are the children of the berthds Kill9 killed, now the test process's.
 	orphans []orphan
 	// dataTmpfs: DataRoot is a tmpfs that Start mounted (Options.DataRootSize).
@@ -123,6 +129,11 @@ func Start(t testing.TB, o Options) *Daemon {
 		t.Fatal(err)
 	}
 	t.Cleanup(d.cleanup)
+	d.NetNS = filepath.Join(dir, "host.netns")
+	d.HostAddr = "198.18.0.1"
+	if err := makeHostNetNS(d.NetNS, d.HostAddr+"/24"); err != nil {
+		t.Fatalf("network namespace for berthd: %v", err)
+	}
 	if o.DataRootSize > 0 {
 		if err := os.Mkdir(d.DataRoot, 0o710); err != nil {
 			t.Fatal(err)
@@ -144,7 +155,8 @@ func (d *Daemon) startProcess() {
 		t.Fatal(err)
 	}
 	d.log = log
-	d.cmd = exec.Command(filepath.Join(d.Bin, "berthd"), "--debug", "-H", "unix://"+d.Socket,
+	// nsenter joins the namespace and execs berthd: the same process.
+	d.cmd = exec.Command("nsenter", "--net="+d.NetNS, "--", filepath.Join(d.Bin, "berthd"), "--debug", "-H", "unix://"+d.Socket,
 		"--data-root", d.DataRoot, "--exec-root", d.ExecRoot, "--config-file", d.Config)
 	d.cmd.Stdout, d.cmd.Stderr = log, log
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -310,6 +322,12 @@ func (d *Daemon) Busybox(name string) string {
 // nothing is left behind.
 func (d *Daemon) cleanup() {
 	t := d.t
+	if d.cmd == nil {
+		// Start failed before berthd ran.
+		network.RemoveNetNS(d.NetNS)
+		os.RemoveAll(d.Dir)
+		return
+	}
 	if !d.running() {
 		d.startProcess()
 	}
@@ -320,6 +338,10 @@ func (d *Daemon) cleanup() {
 		}
 	}
 	d.run(nil, "volume", "prune", "-a", "-f")
+	d.run(nil, "network", "prune", "-f")
+	for _, leak := range d.networkLeaks() {
+		t.Errorf("LEAK: %s", leak)
+	}
 	d.StopDaemon()
 	// Shims of removed containers exit on their own; none may remain.
 	if pids := engine.AwaitProcessesGone(d.Dir, 10*time.Second); len(pids) > 0 {
@@ -352,6 +374,14 @@ func (d *Daemon) cleanup() {
 		for _, e := range ents {
 			t.Errorf("LEAK: container directory %s", e.Name())
 		}
+	}
+	if ents, _ := os.ReadDir(filepath.Join(d.ExecRoot, "netns")); len(ents) > 0 {
+		for _, e := range ents {
+			t.Errorf("LEAK: network namespace %s", e.Name())
+		}
+	}
+	if err := network.RemoveNetNS(d.NetNS); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("remove berthd's network namespace: %v", err)
 	}
 	if d.dataTmpfs {
 		// The data root's own tmpfs is not a leak; anything mounted under d.Dir besides it is.

@@ -210,8 +210,10 @@ func startBerth(ctx context.Context, dir, cgroupParent string) (*eng, error) {
 	cmd.Env = engine.BaseEnv()
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = lf, lf
-	// Its own session, as berthtest starts it; SIGTERM if the bench dies.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGTERM}
+	// Its own session, as berthtest starts it; SIGTERM if the bench dies. Its own network
+	// namespace too: berthd makes its default bridge and nftables table at start, which
+	// must not land in the machine's namespace (the runs use --network none, as dockerd's).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGTERM, Cloneflags: syscall.CLONE_NEWNET}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}

@@ -154,7 +154,7 @@ func TestSecurityAndLimits(t *testing.T) {
 
 	t.Run("Network", func(t *testing.T) {
 		c := d.on(t)
-		want(t, "the default network: loopback only", c.must("run", "--rm", image, "ls", "/sys/class/net"), "lo")
+		want(t, "the default network: the bridge's eth0 and loopback", c.must("run", "--rm", image, "ls", "/sys/class/net"), "eth0\nlo")
 		want(t, "--network none", c.must("run", "--rm", "--network", "none", image, "ls", "/sys/class/net"), "lo")
 		host := c.must("run", "--rm", "--network", "host", image, "ls", "/sys/class/net")
 		if len(fields(host)) < 2 {
