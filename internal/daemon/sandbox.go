@@ -222,6 +222,7 @@ func (d *Daemon) setupNetwork(c *Container) (err error) {
 		ep.Address, ep.Gateway, ep.Mac, ep.EndpointID = addr, nw.Gateway, mac.String(), newID()
 		// Recorded before the veth exists: a teardown after a failure finds what to remove.
 		d.setEndpoint(c, name, ep)
+		n.host.DetachVeth(ep.HostVeth) // a leftover of a crash would be a name conflict
 		if err := n.host.AttachVeth(network.Endpoint{
 			Bridge: nw.Bridge, NetNS: d.netnsPath(c), IfName: ep.IfName, Address: addr,
 			Gateway: gw, MTU: nw.MTU, HostVeth: ep.HostVeth, MAC: mac,
@@ -427,6 +428,9 @@ func (d *Daemon) wantedPorts(c *Container) ([]wantedPort, error) {
 			}
 			if !w.hostIP.IsValid() || w.hostIP.IsUnspecified() {
 				w.hostIP = defIP
+			}
+			if w.hostIP.IsValid() && w.hostIP.IsUnspecified() {
+				w.hostIP = netip.Addr{} // every address: one form, as the firewall lists it
 			}
 			if b.HostPort != "" {
 				r, err := nettypes.ParsePortRange(b.HostPort)
