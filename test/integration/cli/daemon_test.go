@@ -30,6 +30,9 @@ type testDaemon struct {
 	baseID string
 	// stop stops a shared daemon and returns what was left behind.
 	stop func() []string
+	// bd is the private berthd (nil for a shared daemon): its network namespace is the host
+	// its published ports are on.
+	bd *berthtest.Daemon
 }
 
 // newTestDaemon is the daemon at host, as berth sees it.
@@ -53,6 +56,7 @@ func berthd(t *testing.T) *testDaemon {
 	}
 	bd := berthtest.Start(t, berthtest.Options{})
 	d := newTestDaemon("unix://" + bd.Socket)
+	d.bd = bd
 	if err := d.importBase(t); err != nil {
 		t.Fatalf("%v\nberthd log:\n%s", err, bd.LogTail(20))
 	}

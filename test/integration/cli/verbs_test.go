@@ -153,8 +153,8 @@ func TestContainerVerbs(t *testing.T) {
 	d.ok(t, "rm", "-f", "verbs2")
 }
 
-// TestSystemAndNetworks: version, info, system df against berthd; networks against the
-// private dockerd (berthd has no user networks yet).
+// TestSystemAndNetworks: version, info, system df, networks, published ports and berth
+// port against berthd.
 func TestSystemAndNetworks(t *testing.T) {
 	d := berthd(t)
 	if out := d.ok(t, "version"); !strings.Contains(out, "Client: berth") || !strings.Contains(out, "Server:") {
@@ -170,7 +170,6 @@ func TestSystemAndNetworks(t *testing.T) {
 	if len(df) != 5 || !strings.HasPrefix(df[0], "TYPE            TOTAL     ACTIVE    SIZE") || !strings.HasPrefix(df[1], "Images          1 ") {
 		t.Errorf("system df: %q", df)
 	}
-	d = dockerd(t)
 	netID := strings.TrimSpace(d.ok(t, "network", "create", "--driver", "bridge", "--subnet", "10.213.0.0/24", "--gateway", "10.213.0.1", "--label", "k=v", "berth-cli-net"))
 	if !fullID.MatchString(netID) {
 		t.Errorf("network create printed %q", netID)
@@ -182,6 +181,35 @@ func TestSystemAndNetworks(t *testing.T) {
 	if len(ls) != 2 || !strings.HasPrefix(ls[0], "NETWORK ID     NAME") || !strings.HasPrefix(ls[1], netID[:12]+"   berth-cli-net   bridge") {
 		t.Errorf("network ls: %q", ls)
 	}
+	d.ok(t, "run", "-d", "--name", "cli-web", "--network", "berth-cli-net", "--network-alias", "www", "-p", "127.0.0.1:8080:80", baseImage,
+		"sh", "-c", "mkdir -p /www && echo hi > /www/index.html && exec httpd -f -p 80 -h /www")
+	if out := d.ok(t, "port", "cli-web"); out != "80/tcp -> 127.0.0.1:8080\n" {
+		t.Errorf("port: %q", out)
+	}
+	if out := d.ok(t, "ps", "--format", "{{.Names}} {{.Ports}} {{.Networks}}"); out != "cli-web 127.0.0.1:8080->80/tcp berth-cli-net\n" {
+		t.Errorf("ps: %q", out)
+	}
+	if d.bd != nil {
+		if out, code := d.bd.Host(20*time.Second, "curl", "-sS", "--retry", "20", "--retry-connrefused", "--retry-delay", "0", "http://127.0.0.1:8080/"); code != 0 || out != "hi\n" {
+			t.Errorf("curl through the published port: exit %d: %q", code, out)
+		}
+	}
+	if out := d.ok(t, "run", "--rm", "--network", "berth-cli-net", baseImage, "wget", "-qO-", "http://www/"); out != "hi\n" {
+		t.Errorf("by alias: %q", out)
+	}
+	d.ok(t, "network", "create", "berth-cli-other")
+	d.ok(t, "network", "connect", "--alias", "other-web", "berth-cli-other", "cli-web")
+	if got := strings.TrimSpace(d.ok(t, "inspect", "-f", "{{len .NetworkSettings.Networks}}", "cli-web")); got != "2" {
+		t.Errorf("networks after connect: %s", got)
+	}
+	d.ok(t, "network", "disconnect", "berth-cli-other", "cli-web")
+	if out := d.ok(t, "network", "rm", "berth-cli-other"); out != "berth-cli-other\n" {
+		t.Errorf("network rm: %q", out)
+	}
+	if r := d.berth(t, "network", "rm", "berth-cli-net"); r.code == 0 || !strings.Contains(r.stderr, "active endpoints") {
+		t.Errorf("network rm of a network in use: %d %q", r.code, r.stderr)
+	}
+	d.ok(t, "rm", "-f", "cli-web")
 	if out := d.ok(t, "network", "rm", "berth-cli-net"); out != "berth-cli-net\n" {
 		t.Errorf("network rm: %q", out)
 	}
