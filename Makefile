@@ -9,9 +9,11 @@ GO ?= go
 # Runtimes compared by `make validate` (paths or names in $PATH).
 RUNTIMES ?= $(CURDIR)/bin/berth-runtime runc crun
 # `make bench` suites: runtime (lifecycle and run of berth-runtime vs runc vs crun), images
-# (load and save of a 630 MB Debian image, berth vs podman vs dockerd vs tar) and engine
-# (docker run/exec and idle shim memory, berthd vs dockerd vs podman; docs/benchmarks.md).
-BENCH_SUITES ?= runtime images engine
+# (load and save of a 630 MB Debian image, berth vs podman vs dockerd vs tar), engine
+# (docker run/exec and idle shim memory, berthd vs dockerd vs podman) and network (HTTP
+# requests/s and iperf3 throughput through published ports, berthd vs dockerd with docker-proxy
+# vs the direct path; docs/benchmarks.md).
+BENCH_SUITES ?= runtime images engine network
 # `make bench` iterations per runtime and lifecycle, and binaries.
 BENCH_N ?= 50
 BENCH_FLAGS ?=
@@ -22,6 +24,11 @@ IMAGES_BENCH_FLAGS ?=
 # (`_output/bench-engine -h`); berthd and its helpers are built from this tree into _output.
 ENGINE_BENCH_N ?= 20
 ENGINE_BENCH_FLAGS ?=
+# `make bench` (network) measured rounds (every path of every engine once each), and flags
+# (`_output/bench-network -h`); berthd is built as for the engine suite. Needs iperf3 (and wrk,
+# else a Go load loop is used): apt-get install -y iperf3 wrk.
+NETWORK_BENCH_N ?= 5
+NETWORK_BENCH_FLAGS ?=
 BERTH ?= $(CURDIR)/bin/berth-runtime
 RUNC ?= runc
 CRUN ?= crun
@@ -46,8 +53,10 @@ runtime-tools:
 	hack/build-runtime-tools.sh
 
 ## bench: lifecycle and run latency of berth-runtime vs runc vs crun, image load/save of
-## berth vs podman vs dockerd vs tar, and docker run/exec latency and idle shim memory of
-## berthd vs dockerd vs podman (needs root; BENCH_SUITES=images or engine runs one of them)
+## berth vs podman vs dockerd vs tar, docker run/exec latency and idle shim memory of
+## berthd vs dockerd vs podman, and HTTP requests/s and TCP throughput through published
+## ports of berthd vs dockerd vs the direct path (needs root; BENCH_SUITES=images, engine or
+## network runs one of them)
 bench:
 	@mkdir -p _output
 ifneq ($(filter runtime,$(BENCH_SUITES)),)
@@ -62,6 +71,11 @@ ifneq ($(filter engine,$(BENCH_SUITES)),)
 	$(GO) build -trimpath -ldflags "-s -w" -o _output/bench-engine-bin/ ./cmd/berthd ./cmd/berth-shim ./cmd/berth-runtime ./cmd/berth-init
 	$(GO) build -o _output/bench-engine ./test/bench/engine
 	_output/bench-engine -n $(ENGINE_BENCH_N) -bin $(CURDIR)/_output/bench-engine-bin $(ENGINE_BENCH_FLAGS)
+endif
+ifneq ($(filter network,$(BENCH_SUITES)),)
+	$(GO) build -trimpath -ldflags "-s -w" -o _output/bench-engine-bin/ ./cmd/berthd ./cmd/berth-shim ./cmd/berth-runtime ./cmd/berth-init
+	$(GO) build -o _output/bench-network ./test/bench/network
+	_output/bench-network -n $(NETWORK_BENCH_N) -bin $(CURDIR)/_output/bench-engine-bin $(NETWORK_BENCH_FLAGS)
 endif
 
 ## main-job: busybox httpd in a berth-runtime container, shown with curl

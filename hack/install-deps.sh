@@ -10,7 +10,9 @@ PKGS=(build-essential pkg-config busybox-static runc crun
 	podman docker.io docker-compose skopeo umoci curl iproute2 nftables util-linux ca-certificates git
 	bzip2 xz-utils zstd
 	# `make bench` images: the image is built with debootstrap; the tools write to a loop ext4.
-	debootstrap e2fsprogs)
+	debootstrap e2fsprogs
+	# `make bench` network: bulk TCP throughput and HTTP load.
+	iperf3 wrk)
 
 if [ "$(id -u)" != 0 ]; then
 	echo "install-deps: run as root" >&2

@@ -49,7 +49,6 @@ import (
 	"time"
 
 	"berth/test/bench/harness"
-	"berth/test/bundle"
 	"berth/test/engine"
 )
 
@@ -113,7 +112,7 @@ func inner() int {
 		return 2
 	}
 
-	mountsBefore := harness.MountPoints()
+	before := harness.Before{Mounts: harness.MountPoints()}
 	if slices.Contains(names, "podman") || slices.Contains(names, "dockerd") {
 		unlock, err := engine.LockHost(func() {
 			logf("waiting for a run of the engine tests to finish (%s)", engine.LockPath)
@@ -124,7 +123,7 @@ func inner() int {
 		}
 		defer unlock()
 	}
-	hostBefore := engine.SnapshotHostPaths()
+	before.Host = engine.SnapshotHostPaths()
 	work, err := os.MkdirTemp(*flagWorkdir, "bbe-")
 	if err != nil {
 		logf("%v", err)
@@ -185,28 +184,7 @@ func inner() int {
 	for _, e := range engines {
 		leftovers += e.cleanup()
 	}
-	leftovers += harness.KillProcessesUsing(work, 15*time.Second, logf)
-	leftovers += harness.UnmountUnder(work, logf)
-	for _, p := range cg.Remove() {
-		logf("LEFTOVER: %s", p)
-		leftovers++
-	}
-	if _, added := bundle.DiffLines(mountsBefore, harness.MountPoints()); len(added) > 0 {
-		for _, m := range added {
-			logf("LEFTOVER: mount %s", m)
-		}
-		leftovers++
-	}
-	for _, err := range hostBefore.Restore() {
-		logf("LEFTOVER: %v", err)
-		leftovers++
-	}
-	if *flagKeep {
-		logf("kept %s", work)
-	} else if err := os.RemoveAll(work); err != nil {
-		logf("LEFTOVER: %v", err)
-		leftovers++
-	}
+	leftovers += harness.Sweep(work, *flagKeep, before, cg, logf)
 	for _, e := range engines {
 		if e.dropped {
 			failed = true

@@ -49,3 +49,43 @@ func KillProcessesUsing(dir string, wait time.Duration, logf func(string, ...any
 	}
 	return len(pids)
 }
+
+// Before is what a bench records before it starts anything, for Sweep: the mount points
+// (MountPoints) and the host paths engines may write (engine.SnapshotHostPaths, taken under
+// the host lock when the bench holds it).
+type Before struct {
+	Mounts []string
+	Host   engine.HostSnapshot
+}
+
+// Sweep is the end of a bench's run, after its engines are stopped: processes still using
+// work are killed and mounts under it unmounted, the cgroup parent (if any) is removed, mounts
+// added since b and host paths the engines wrote are reported and undone, and work is removed
+// unless keep. It returns how many leftovers it found.
+func Sweep(work string, keep bool, b Before, cg *engine.CgroupParent, logf func(string, ...any)) int {
+	n := KillProcessesUsing(work, 15*time.Second, logf)
+	n += UnmountUnder(work, logf)
+	if cg != nil {
+		for _, p := range cg.Remove() {
+			logf("LEFTOVER: %s", p)
+			n++
+		}
+	}
+	if _, added := bundle.DiffLines(b.Mounts, MountPoints()); len(added) > 0 {
+		for _, m := range added {
+			logf("LEFTOVER: mount %s", m)
+		}
+		n++
+	}
+	for _, err := range b.Host.Restore() {
+		logf("LEFTOVER: %v", err)
+		n++
+	}
+	if keep {
+		logf("kept %s", work)
+	} else if err := os.RemoveAll(work); err != nil {
+		logf("LEFTOVER: %v", err)
+		n++
+	}
+	return n
+}
