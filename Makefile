@@ -26,8 +26,9 @@ ENGINE_BENCH_N ?= 20
 ENGINE_BENCH_FLAGS ?=
 # `make bench` (network) measured rounds (every path of every engine once each), and flags
 # (`_output/bench-network -h`); berthd is built as for the engine suite. Needs iperf3 (and wrk,
-# else a Go load loop is used): apt-get install -y iperf3 wrk.
-NETWORK_BENCH_N ?= 5
+# else a Go load loop is used): apt-get install -y iperf3 wrk. 11 rounds (about 9 minutes): with
+# 5 a run's published/direct ratio swings by +-5% on a shared 2-CPU machine.
+NETWORK_BENCH_N ?= 11
 NETWORK_BENCH_FLAGS ?=
 BERTH ?= $(CURDIR)/bin/berth-runtime
 RUNC ?= runc
