@@ -150,6 +150,8 @@ func (d *Daemon) openNetworks() (err error) {
 	return nil
 }
 
+var _ dns.UpstreamChooser = dnsView{}
+
 // closeNetworks releases berthd's handles; the kernel objects stay for the containers.
 func (d *Daemon) closeNetworks() {
 	if d.nets == nil {

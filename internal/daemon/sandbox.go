@@ -846,3 +846,48 @@ func (c *Container) holdsNetwork() bool {
 	defer c.mu.Unlock()
 	return c.State.Running || c.NetNS != ""
 }
+
+// UpstreamsFor implements dns.UpstreamChooser: a container's --dns servers (or daemon.json's
+// dns) are where its other names go, as with Docker; a container only on internal networks
+// gets no forwarding at all (it has no way out).
+func (v dnsView) UpstreamsFor(id string) ([]netip.AddrPort, bool) {
+	c, err := v.d.Get(id)
+	if err != nil {
+		return nil, false
+	}
+	c.mu.Lock()
+	servers := slices.Clone(c.HostConfig.DNS)
+	var nets []string
+	for _, ep := range c.Networks {
+		if ep.Address.IsValid() {
+			nets = append(nets, ep.NetworkID)
+		}
+	}
+	c.mu.Unlock()
+	internal := len(nets) > 0
+	v.d.nets.mu.Lock()
+	for _, id := range nets {
+		if nw, ok := v.d.nets.byID[id]; !ok || !nw.Internal {
+			internal = false
+		}
+	}
+	v.d.nets.mu.Unlock()
+	if internal {
+		return []netip.AddrPort{}, true
+	}
+	if len(servers) == 0 {
+		for _, s := range v.d.cfg.DNS {
+			if a, err := netip.ParseAddr(s); err == nil {
+				servers = append(servers, a)
+			}
+		}
+	}
+	if len(servers) == 0 {
+		return nil, false
+	}
+	out := make([]netip.AddrPort, 0, len(servers))
+	for _, a := range servers {
+		out = append(out, netip.AddrPortFrom(a, 53))
+	}
+	return out, true
+}

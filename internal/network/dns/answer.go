@@ -44,7 +44,7 @@ func (s *Server) respond(ctx context.Context, container string, req *miekg.Msg, 
 			}
 		}
 	}
-	return s.forward(ctx, req, overTCP)
+	return s.forward(ctx, s.upstreamsFor(container), req, overTCP)
 }
 
 // reply is an empty answer to req with rcode, recursion available (the
@@ -125,13 +125,13 @@ func parsePTR(name string) (netip.Addr, bool) {
 	return netip.AddrFrom4(b), true
 }
 
-// forward asks the upstream servers in order and relays the first answer
+// forward asks the upstream servers (the container's) in order and relays the first answer
 // that is neither SERVFAIL nor REFUSED (those are tried on the next
 // server, as Docker does), under the client's query ID. With no answer at
 // all, the client gets SERVFAIL (or the last failure an upstream gave).
-func (s *Server) forward(ctx context.Context, req *miekg.Msg, overTCP bool) *miekg.Msg {
+func (s *Server) forward(ctx context.Context, upstreams []netip.AddrPort, req *miekg.Msg, overTCP bool) *miekg.Msg {
 	var last *miekg.Msg
-	for _, u := range s.currentUpstreams() {
+	for _, u := range upstreams {
 		if ctx.Err() != nil {
 			return nil
 		}

@@ -430,3 +430,40 @@ func TestAttachErrors(t *testing.T) {
 		t.Errorf("attach without resolver: %v", err)
 	}
 }
+
+// choosingResolver gives c1 its own upstreams and c2 none at all.
+type choosingResolver struct {
+	*fakeResolver
+	own []netip.AddrPort
+}
+
+func (r choosingResolver) UpstreamsFor(container string) ([]netip.AddrPort, bool) {
+	switch container {
+	case "c1":
+		return r.own, true
+	case "c2":
+		return nil, true
+	}
+	return nil, false
+}
+
+func TestForwardPerContainer(t *testing.T) {
+	host, own := startUpstream(t, nil), startUpstream(t, nil)
+	s := New(Config{Resolver: choosingResolver{testResolver(), []netip.AddrPort{own.addr}}, Upstreams: []netip.AddrPort{host.addr}})
+	ctx := context.Background()
+	if resp := s.respond(ctx, "c1", query("one.example.", miekg.TypeA), false); resp.Rcode != miekg.RcodeSuccess {
+		t.Errorf("c1 (own upstreams): %v", resp)
+	}
+	if resp := s.respond(ctx, "c2", query("two.example.", miekg.TypeA), false); resp.Rcode != miekg.RcodeServerFailure {
+		t.Errorf("c2 (no upstreams): %v", resp)
+	}
+	if resp := s.respond(ctx, "c3", query("three.example.", miekg.TypeA), false); resp.Rcode != miekg.RcodeSuccess {
+		t.Errorf("c3 (the server's upstreams): %v", resp)
+	}
+	if got := own.log(); !slices.Equal(got, []string{"udp one.example."}) {
+		t.Errorf("the container's upstream saw %v", got)
+	}
+	if got := host.log(); !slices.Equal(got, []string{"udp three.example."}) {
+		t.Errorf("the host's upstream saw %v", got)
+	}
+}

@@ -51,6 +51,14 @@ type Resolver interface {
 	LookupPTR(container string, addr netip.Addr) (names []string, ok bool)
 }
 
+// UpstreamChooser is an optional interface of a Resolver: the upstream servers of one
+// container, as Docker forwards a container's queries to its own --dns servers; ok true
+// with an empty list forwards nothing (a container only on internal networks resolves no
+// outside name); ok false means the server's list.
+type UpstreamChooser interface {
+	UpstreamsFor(container string) (upstreams []netip.AddrPort, ok bool)
+}
+
 // Config is what a Server needs.
 type Config struct {
 	// Resolver answers for berth's names. Required.
@@ -122,8 +130,14 @@ func (s *Server) SetUpstreams(upstreams []netip.AddrPort) {
 	s.upstreams.Store(&u)
 }
 
-// currentUpstreams returns the list in force.
-func (s *Server) currentUpstreams() []netip.AddrPort {
+// upstreamsFor returns the list in force for a container: its own if the Resolver chooses
+// one, else the server's.
+func (s *Server) upstreamsFor(container string) []netip.AddrPort {
+	if uc, ok := s.resolver.(UpstreamChooser); ok {
+		if u, ok := uc.UpstreamsFor(container); ok {
+			return u
+		}
+	}
 	return *s.upstreams.Load()
 }
 
