@@ -642,6 +642,9 @@ func (d *Daemon) Connect(ctx context.Context, netRef, ref string, es *nettypes.E
 			c.mu.Unlock()
 			return err
 		}
+		if err := d.writeHosts(c); err != nil {
+			d.log.Warn("update /etc/hosts", "id", c.ID, "err", err)
+		}
 	}
 	c.mu.Lock()
 	err = c.saveSync(d)
@@ -743,6 +746,9 @@ func (d *Daemon) Disconnect(ctx context.Context, netRef, ref string, force bool)
 		}
 		if !userLeft {
 			d.nets.dns.Detach(c.ID)
+		}
+		if err := d.writeHosts(c); err != nil {
+			d.log.Warn("update /etc/hosts", "id", c.ID, "err", err)
 		}
 	}
 	c.mu.Lock()

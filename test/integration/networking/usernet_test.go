@@ -59,6 +59,10 @@ func TestUserNetworks(t *testing.T) {
 		if !strings.HasPrefix(out, "hello from web\n") {
 			t.Fatalf("after connect:\n%s", out)
 		}
+		frontIP := inspect(t, d, "{{(index .NetworkSettings.Networks \"front\").IPAddress}}", "both")
+		if hosts := must(t, d, "exec", "both", "cat", "/etc/hosts"); !strings.Contains(hosts, frontIP+"\t") {
+			t.Fatalf("/etc/hosts after connect lacks %s:\n%s", frontIP, hosts)
+		}
 		out = must(t, d, "run", "--rm", "--network", "front", image, "nslookup", "second")
 		bothIP := inspect(t, d, "{{(index .NetworkSettings.Networks \"front\").IPAddress}}", "both")
 		if !strings.Contains(out, bothIP) {
@@ -69,6 +73,9 @@ func TestUserNetworks(t *testing.T) {
 		out = must(t, d, "exec", "both", "ip", "-o", "link")
 		if strings.Contains(out, "eth1") {
 			t.Fatalf("eth1 after disconnect:\n%s", out)
+		}
+		if hosts := must(t, d, "exec", "both", "cat", "/etc/hosts"); strings.Contains(hosts, frontIP+"\t") {
+			t.Fatalf("/etc/hosts after disconnect still has %s:\n%s", frontIP, hosts)
 		}
 	})
 	t.Run("internal", func(t *testing.T) {
