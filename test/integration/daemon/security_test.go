@@ -30,6 +30,19 @@ func TestSecurityAndLimits(t *testing.T) {
 		_, _, code := c.run("run", "--rm", "--init", image, "sh", "-c", "exit 3")
 		want(t, "--init's exit code", code, 3)
 		c.must("run", "-d", "--init", "--name", "init", image, "sleep", "100000")
+		// Once the command runs, the init forwards signals. A SIGTERM in the first
+		// milliseconds, before the init's Go runtime has a handler, is dropped by the kernel
+		// (a pid namespace's init with the default action), as with any init: not what this
+		// checks.
+		c.waitFor("the sleep under --init", func() bool {
+			out, _ := c.quiet("top", "init")
+			for _, l := range strings.Split(out, "\n") {
+				if strings.HasSuffix(strings.TrimSpace(l), "sleep 100000") && !strings.Contains(l, "init") {
+					return true
+				}
+			}
+			return false
+		})
 		c.must("stop", "-t", "60", "init")
 		want(t, "a sleep under --init stopped by SIGTERM", c.inspect("init", "{{.State.ExitCode}}"), "143")
 	})
