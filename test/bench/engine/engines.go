@@ -152,11 +152,7 @@ func (e *eng) cleanup() int {
 		leftovers++
 	}
 	if *flagKeep {
-		for _, l := range e.logs {
-			if err := copyFile(l, filepath.Join(filepath.Dir(e.dir), filepath.Base(l))); err != nil {
-				logf("%s: keep %s: %v", e.name, l, err)
-			}
-		}
+		harness.KeepLogs(e.name, e.dir, e.logs, logf)
 	}
 	if e.remove != nil {
 		leftovers += e.remove()
@@ -187,7 +183,7 @@ func startBerth(ctx context.Context, dir, cgroupParent string) (*eng, error) {
 		return nil, err
 	}
 	for _, b := range []string{"berthd", "berth-shim", "berth-runtime", "berth-init"} {
-		if err := copyFile(filepath.Join(*flagBin, b), filepath.Join(bin, b)); err != nil {
+		if err := harness.CopyFile(filepath.Join(*flagBin, b), filepath.Join(bin, b)); err != nil {
 			return nil, fmt.Errorf("%v (make build first)", err)
 		}
 	}
@@ -257,23 +253,6 @@ func startBerth(ctx context.Context, dir, cgroupParent string) (*eng, error) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // removeDir unmounts what is left under dir and removes it.

@@ -112,29 +112,12 @@ func inner() int {
 		return 2
 	}
 
-	before := harness.Before{Mounts: harness.MountPoints()}
-	if slices.Contains(names, "podman") || slices.Contains(names, "dockerd") {
-		unlock, err := engine.LockHost(func() {
-			logf("waiting for a run of the engine tests to finish (%s)", engine.LockPath)
-		})
-		if err != nil {
-			logf("%v", err)
-			return 2
-		}
-		defer unlock()
-	}
-	before.Host = engine.SnapshotHostPaths()
-	work, err := os.MkdirTemp(*flagWorkdir, "bbe-")
+	work, cg, before, unlock, err := harness.Begin(*flagWorkdir, "bbe-", fmt.Sprintf("berth-bench-engine-%d", os.Getpid()), slices.Contains(names, "podman") || slices.Contains(names, "dockerd"), logf)
 	if err != nil {
 		logf("%v", err)
 		return 2
 	}
-	cg, err := engine.NewCgroupParent(fmt.Sprintf("berth-bench-engine-%d", os.Getpid()))
-	if err != nil {
-		logf("cgroups: %v", err)
-		os.RemoveAll(work)
-		return 2
-	}
+	defer unlock()
 
 	leftovers := 0
 	failed := false

@@ -1,7 +1,10 @@
 package harness
 
 import (
+	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -88,4 +91,58 @@ func Sweep(work string, keep bool, b Before, cg *engine.CgroupParent, logf func(
 		n++
 	}
 	return n
+}
+
+// Begin prepares a bench's run: it records the mount points, takes the engine tests' host
+// lock when lock (engines with host-wide state run), records the host paths engines may
+// write, and makes the work directory (under workdir, named prefix*) and a cgroup parent
+// named cgroupName. unlock releases the lock (a no-op without it); Sweep undoes the rest.
+func Begin(workdir, prefix, cgroupName string, lock bool, logf func(string, ...any)) (work string, cg *engine.CgroupParent, b Before, unlock func(), err error) {
+	unlock = func() {}
+	b.Mounts = MountPoints()
+	if lock {
+		if unlock, err = engine.LockHost(func() {
+			logf("waiting for a run of the engine tests to finish (%s)", engine.LockPath)
+		}); err != nil {
+			return "", nil, b, func() {}, err
+		}
+	}
+	b.Host = engine.SnapshotHostPaths()
+	if work, err = os.MkdirTemp(workdir, prefix); err != nil {
+		unlock()
+		return "", nil, b, func() {}, err
+	}
+	if cg, err = engine.NewCgroupParent(cgroupName); err != nil {
+		os.RemoveAll(work)
+		unlock()
+		return "", nil, b, func() {}, fmt.Errorf("cgroups: %w", err)
+	}
+	return work, cg, b, unlock, nil
+}
+
+// CopyFile copies src to dst (mode 0755: the benches copy binaries and logs).
+func CopyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// KeepLogs copies an engine's logs next to its directory, for a run with -keep.
+func KeepLogs(name, dir string, logs []string, logf func(string, ...any)) {
+	for _, l := range logs {
+		if err := CopyFile(l, filepath.Join(filepath.Dir(dir), filepath.Base(l))); err != nil {
+			logf("%s: keep %s: %v", name, l, err)
+		}
+	}
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 
 	"os"
 	"os/exec"
@@ -221,11 +220,7 @@ func (e *eng) cleanup() int {
 		}
 	}
 	if *flagKeep {
-		for _, l := range e.logs {
-			if err := copyFile(l, filepath.Join(filepath.Dir(e.dir), filepath.Base(l))); err != nil {
-				logf("%s: keep %s: %v", e.name, l, err)
-			}
-		}
+		harness.KeepLogs(e.name, e.dir, e.logs, logf)
 	}
 	n := harness.UnmountUnder(e.dir, logf)
 	if n > 0 {
@@ -434,7 +429,7 @@ func startBerth(ctx context.Context, dir, cgroupParent string) (*eng, error) {
 		return e, err
 	}
 	for _, b := range []string{"berthd", "berth-shim", "berth-runtime", "berth-init"} {
-		if err := copyFile(filepath.Join(*flagBin, b), filepath.Join(bin, b)); err != nil {
+		if err := harness.CopyFile(filepath.Join(*flagBin, b), filepath.Join(bin, b)); err != nil {
 			return e, fmt.Errorf("%v (make build first)", err)
 		}
 	}
@@ -504,23 +499,6 @@ func startDockerd(ctx context.Context, dir, cgroupParent string) (*eng, error) {
 		firstLine(toolVersion("containerd", "--version")), firstLine(toolVersion("runc", "--version")),
 		*flagBip, firstLine(toolVersion("iptables", "--version")), proxy)
 	return e, nil
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 func toolVersion(name string, args ...string) string {
