@@ -170,9 +170,10 @@ func newEndpoint(nw *Network, es *nettypes.EndpointSettings) (*Endpoint, error) 
 
 // setupNetwork gives a starting container on bridge networks its namespace, one veth per
 // network (eth0 on its network mode's, with the default route), addresses from IPAM, its
-// published ports and, on user-defined networks, the embedded DNS server. On error nothing
-// is left. Called with c.op held.
-func (d *Daemon) setupNetwork(c *Container) (err error) {
+// published ports and, on user-defined networks, the embedded DNS server. Each piece is
+// recorded in c before it is made, so that on error start's teardownNetwork removes them
+// all. Called with c.op held.
+func (d *Daemon) setupNetwork(c *Container) error {
 	c.mu.Lock()
 	if !bridged(c.HostConfig.NetworkMode) || len(c.Networks) == 0 {
 		c.mu.Unlock()
@@ -191,18 +192,15 @@ func (d *Daemon) setupNetwork(c *Container) (err error) {
 	if err := d.makeNetNS(c); err != nil {
 		return err
 	}
-	defer func() {
-		if err != nil {
-			d.teardownNetwork(c)
-		}
-	}()
+	// On error, start's teardownNetwork removes what was made: everything is recorded in c
+	// before it is made.
 	n := d.nets
 	gatewaySet, userNet := false, false
 	var primary netip.Addr
 	for i, name := range names {
 		ep := eps[name]
-		nw, err := d.NetworkByRef(ep.NetworkID)
-		if err != nil {
+		nw, ok := n.network(ep.NetworkID)
+		if !ok {
 			return errdefs.NotFound("network %s not found", name)
 		}
 		addr, err := n.ipam.Allocate(nw.ID, c.ID, ep.IPv4)
@@ -273,7 +271,9 @@ func (d *Daemon) setEndpoint(c *Container, name string, ep Endpoint) {
 }
 
 // teardownNetwork removes what setupNetwork made for a container: DNS, published ports,
-// veths, the namespace and the addresses. Idempotent; called without locks.
+// veths, the namespace and the addresses, and clears them in the record, which the caller
+// saves (handleExit and a failed start save it next; a removal deletes it). Idempotent;
+// called without locks.
 func (d *Daemon) teardownNetwork(c *Container) {
 	n := d.nets
 	if n == nil {
@@ -318,7 +318,6 @@ func (d *Daemon) teardownNetwork(c *Container) {
 	for _, ep := range c.Networks {
 		ep.EndpointID, ep.Address, ep.Gateway, ep.Mac, ep.HostVeth, ep.IfName = "", netip.Prefix{}, netip.Addr{}, "", "", ""
 	}
-	c.save(d)
 	c.mu.Unlock()
 }
 
@@ -562,6 +561,11 @@ func (d *Daemon) reconcileNetworks() {
 			}
 		case hasNet:
 			d.teardownNetwork(c)
+			c.mu.Lock()
+			if err := c.save(d); err != nil {
+				d.log.Error("save container record", "id", c.ID, "err", err)
+			}
+			c.mu.Unlock()
 		}
 	}
 	if ents, err := os.ReadDir(filepath.Join(d.cfg.ExecRoot, "netns")); err == nil {
@@ -759,6 +763,18 @@ func (d *Daemon) Disconnect(ctx context.Context, netRef, ref string, force bool)
 	}
 	d.Event(events.NetworkEventType, events.ActionDisconnect, nw.ID, map[string]string{"name": nw.Name, "type": "bridge", "container": c.ID})
 	return nil
+}
+
+// network returns a copy of the bridge network with that ID.
+func (n *nets) network(id string) (*Network, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	nw, ok := n.byID[id]
+	if !ok {
+		return nil, false
+	}
+	cp := *nw
+	return &cp, true
 }
 
 // userDefinedIDs is the set of the user-defined networks' IDs.

@@ -87,6 +87,9 @@ func (d *Daemon) start(ctx context.Context, c *Container) (err error) {
 
 	defer func() {
 		if err != nil {
+			// The network setupNetwork made (before the record is saved: it clears the
+			// record's network state).
+			d.teardownNetwork(c)
 			c.mu.Lock()
 			c.State.Error = err.Error()
 			c.State.Restarting = false
@@ -102,9 +105,8 @@ func (d *Daemon) start(ctx context.Context, c *Container) (err error) {
 			for _, a := range attaches {
 				a.fail(err)
 			}
-			// Volumes buildSpec mounted for this start, and the network setupNetwork made.
+			// Volumes buildSpec mounted for this start.
 			d.unmountVolumes(c)
-			d.teardownNetwork(c)
 		}
 	}()
 	// The client may go away (Ctrl-C on docker start) once the start is under way: the
