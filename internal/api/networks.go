@@ -20,7 +20,6 @@ func (s *Server) networkRoutes() {
 	s.handle("POST", "/networks/{id}/connect", s.connectNetwork)
 	s.handle("POST", "/networks/{id}/disconnect", s.disconnectNetwork)
 	s.handle("POST", "/networks/prune", s.pruneNetworks)
-	s.handle("POST", "/build/prune", s.pruneBuildCache)
 }
 
 // networkView is a network as the API shows it; with its endpoints when withContainers.
@@ -220,11 +219,6 @@ func (s *Server) pruneNetworks(w http.ResponseWriter, r *request) error {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, network.PruneReport{NetworksDeleted: deleted})
-}
-
-func (s *Server) pruneBuildCache(w http.ResponseWriter, r *request) error {
-	// berthd keeps no build cache (yet): nothing to reclaim.
-	return writeJSON(w, http.StatusOK, map[string]any{"CachesDeleted": []string{}, "SpaceReclaimed": 0})
 }
 
 // legacyNetworkFields are the top-level NetworkSettings fields of API versions before 1.52,

@@ -62,6 +62,7 @@ func New(d *daemon.Daemon, log *slog.Logger) *Server {
 	s.imageRoutes()
 	s.volumeRoutes()
 	s.networkRoutes()
+	s.buildRoutes()
 	return s
 }
 

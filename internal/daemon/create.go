@@ -14,6 +14,7 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/api/types/network"
+	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
 	"berth/internal/errdefs"
@@ -27,6 +28,10 @@ type CreateRequest struct {
 	Config     *container.Config
 	HostConfig *container.HostConfig
 	Networking *network.NetworkingConfig
+	// Build, when set, is a build step's state to run on instead of an image (a RUN of
+	// internal/build): the container's rootfs is a snapshot over the state's layers and
+	// its config is merged with the state's. Config.Image is then only a display name.
+	Build *image.BuildState
 }
 
 // CreateResult is the new container's ID and the warnings for the user.
@@ -48,20 +53,30 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (res CreateResul
 		h := *req.HostConfig
 		hc = &h
 	}
-	if cfg.Image == "" {
+	if cfg.Image == "" && req.Build == nil {
 		return res, errdefs.Invalid("no image specified")
 	}
-	im, err := d.images.Resolve(cfg.Image)
-	if err != nil {
-		if errors.Is(err, errdefs.ErrNotFound) {
-			// dockerd names the image with its tag: "No such image: busybox:latest".
-			if ref, perr := image.ParseRef(cfg.Image); perr == nil {
-				return res, errdefs.NotFound("No such image: %s", image.Familiar(ref.String()))
+	var (
+		imageID digest.Digest
+		top     digest.Digest
+	)
+	if st := req.Build; st != nil {
+		mergeImageConfig(&cfg, &dockerspec.DockerOCIImageConfig{ImageConfig: st.Config.Config, DockerOCIImageConfigExt: st.Ext})
+		imageID, top = st.Base, st.TopLayer()
+	} else {
+		im, err := d.images.Resolve(cfg.Image)
+		if err != nil {
+			if errors.Is(err, errdefs.ErrNotFound) {
+				// dockerd names the image with its tag: "No such image: busybox:latest".
+				if ref, perr := image.ParseRef(cfg.Image); perr == nil {
+					return res, errdefs.NotFound("No such image: %s", image.Familiar(ref.String()))
+				}
 			}
+			return res, err
 		}
-		return res, err
+		mergeImageConfig(&cfg, &dockerspec.DockerOCIImageConfig{ImageConfig: im.Config.Config, DockerOCIImageConfigExt: im.ConfigExt})
+		imageID, top = im.ID, im.TopLayer()
 	}
-	mergeImageConfig(&cfg, &dockerspec.DockerOCIImageConfig{ImageConfig: im.Config.Config, DockerOCIImageConfigExt: im.ConfigExt})
 	if len(cfg.Entrypoint) == 0 && len(cfg.Cmd) == 0 {
 		return res, errdefs.Invalid("no command specified")
 	}
@@ -94,7 +109,7 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (res CreateResul
 		Created:    time.Now().UTC(),
 		Config:     &cfg,
 		HostConfig: hc,
-		Image:      im.ID.String(),
+		Image:      imageID.String(),
 		ImageName:  req.Config.Image,
 		State:      State{Status: container.StateCreated},
 		execs:      map[string]*Exec{},
@@ -139,11 +154,15 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (res CreateResul
 		return res, fmt.Errorf("create container directory: %w", err)
 	}
 	undo = append(undo, func() { os.RemoveAll(dir) })
-	if err = d.images.AddLease(image.Lease{ID: c.ID, Image: im.ID, Snapshot: c.ID}); err != nil {
+	lease := image.Lease{ID: c.ID, Image: imageID, Snapshot: c.ID}
+	if req.Build != nil {
+		lease.Image = "" // the base image may go while the build runs; the snapshot keeps the layers
+	}
+	if err = d.images.AddLease(lease); err != nil {
 		return res, err
 	}
 	undo = append(undo, func() { d.images.RemoveLease(c.ID) })
-	if _, err = d.images.Snaps.Prepare(ctx, c.ID, im.TopLayer()); err != nil {
+	if _, err = d.images.Snaps.Prepare(ctx, c.ID, top); err != nil {
 		return res, fmt.Errorf("prepare rootfs: %w", err)
 	}
 	undo = append(undo, func() { d.images.Snaps.Remove(c.ID) })

@@ -96,6 +96,9 @@ func (s *Store) mark() (blobs map[digest.Digest]bool, layers map[digest.Digest]b
 		if err != nil {
 			return err
 		}
+		if err := markBuildCache(tx, blobs, layers); err != nil {
+			return err
+		}
 		return tx.Bucket(bucketLeases).ForEach(func(k, v []byte) error {
 			var l Lease
 			if err := json.Unmarshal(v, &l); err != nil {

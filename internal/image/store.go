@@ -79,7 +79,7 @@ func Open(root string, opts Options) (*Store, error) {
 		s.db, s.ownDB = db, true
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketImages, bucketRefs, bucketLeases} {
+		for _, b := range [][]byte{bucketImages, bucketRefs, bucketLeases, bucketBuildCache} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
