@@ -357,5 +357,5 @@ func chainKey(parent digest.Digest, parts ...string) digest.Digest {
 // history is a step's history entry.
 func history(createdBy string, empty bool) ocispec.History {
 	now := time.Now().UTC()
-	return ocispec.History{Created: &now, CreatedBy: createdBy, EmptyLayer: empty, Comment: "berth build"}
+	return ocispec.History{Created: &now, CreatedBy: createdBy, EmptyLayer: empty, Comment: image.BuildHistoryComment}
 }

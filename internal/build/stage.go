@@ -532,7 +532,7 @@ func (sc *stage) run(ctx context.Context, c *instructions.RunCommand) error {
 		Env:        append(append([]string(nil), rc.Env...), argEnv...),
 		User:       rc.User,
 		WorkingDir: rc.WorkingDir,
-		Labels:     map[string]string{"com.berth.build": "step"},
+		Labels:     map[string]string{daemon.BuildLabel: "step"},
 	}
 	hc := sc.b.o.HostConfig
 	switch network {

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -101,6 +104,39 @@ func (d *Daemon) RemoveBuildContainer(id string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	return d.Remove(ctx, id, RemoveOptions{Force: true})
+}
+
+// BuildLabel marks a build step's container.
+const BuildLabel = "com.berth.build"
+
+// removeBuildLeftovers removes what builds of an earlier berthd left when it died: their
+// RUN containers, their COPY snapshots (leases "build-*") and their contexts.
+func (d *Daemon) removeBuildLeftovers() {
+	for _, c := range d.List() {
+		c.mu.Lock()
+		isStep := c.Config != nil && c.Config.Labels[BuildLabel] != ""
+		c.mu.Unlock()
+		if isStep {
+			d.log.Info("removing a build container of an interrupted build", "id", c.ID)
+			if err := d.RemoveBuildContainer(c.ID); err != nil {
+				d.log.Warn("remove build container", "id", c.ID, "err", err)
+			}
+		}
+	}
+	if ls, err := d.images.Leases(); err == nil {
+		for _, l := range ls {
+			if !strings.HasPrefix(l.ID, "build-") {
+				continue
+			}
+			if l.Snapshot != "" {
+				d.images.Snaps.Remove(l.Snapshot)
+			}
+			d.images.RemoveLease(l.ID)
+		}
+	}
+	if err := os.RemoveAll(filepath.Join(d.root, "build")); err != nil {
+		d.log.Warn("remove build contexts", "err", err)
+	}
 }
 
 // writerConn is a Conn that only takes output: a build step's attach.

@@ -92,6 +92,7 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 		return nil, fmt.Errorf("networks: %w", err)
 	}
 	d.reconcile()
+	d.removeBuildLeftovers()
 	return d, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	imagespec "github.com/moby/docker-image-spec/specs-go/v1"
+	buildtypes "github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/api/types/container"
 	dockerspec "github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/api/types/volume"
@@ -48,7 +49,7 @@ type DiskUsage struct {
 	Images     []dockerspec.Summary
 	Containers []container.Summary
 	Volumes    []volume.Volume
-	BuildCache []struct{}
+	BuildCache []*buildtypes.CacheRecord
 }
 
 // DiskUsage computes system df.
@@ -57,7 +58,18 @@ func (d *Daemon) DiskUsage(ctx context.Context) (*DiskUsage, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &DiskUsage{LayersSize: u.LayersSize, Images: []dockerspec.Summary{}, BuildCache: []struct{}{}}
+	out := &DiskUsage{LayersSize: u.LayersSize, Images: []dockerspec.Summary{}, BuildCache: []*buildtypes.CacheRecord{}}
+	recs, err := d.images.BuildCacheRecords()
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range recs {
+		created, used := r.Created, r.LastUsed
+		out.BuildCache = append(out.BuildCache, &buildtypes.CacheRecord{
+			ID: r.ID, Type: "regular", Description: r.Description, Size: r.Size, Shared: r.Shared,
+			CreatedAt: created, LastUsedAt: &used, UsageCount: r.UsageCount,
+		})
+	}
 	ims, err := d.images.List()
 	if err != nil {
 		return nil, err

@@ -285,3 +285,82 @@ func markBuildCache(tx *bolt.Tx, blobs, layers map[digest.Digest]bool) error {
 		return nil
 	})
 }
+
+// BuildHistoryComment is the comment of the history entries of build steps.
+const BuildHistoryComment = "berth build"
+
+// CacheRecord is a layer that the build cache holds (system df's build cache).
+type CacheRecord struct {
+	ID          string
+	Description string
+	Size        int64
+	// Shared is whether an image uses the layer too.
+	Shared     bool
+	Created    time.Time
+	LastUsed   time.Time
+	UsageCount int
+}
+
+// BuildCacheRecords lists the layers that build steps made, one record per layer.
+func (s *Store) BuildCacheRecords() ([]CacheRecord, error) {
+	s.opMu.RLock()
+	defer s.opMu.RUnlock()
+	inImages := map[digest.Digest]bool{}
+	byChain := map[digest.Digest]*CacheRecord{}
+	var order []digest.Digest
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketImages).ForEach(func(k, _ []byte) error {
+			if im, err := s.get(tx, digest.Digest(k)); err == nil {
+				for _, c := range im.ChainIDs {
+					inImages[c] = true
+				}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketBuildCache).ForEach(func(_, v []byte) error {
+			var e cacheEntry
+			if json.Unmarshal(v, &e) != nil {
+				return nil
+			}
+			top := e.State.TopLayer()
+			// The top layer is a build's when the last history entry with a layer is.
+			var made *ocispec.History
+			for i := len(e.State.Config.History) - 1; i >= 0; i-- {
+				if h := &e.State.Config.History[i]; !h.EmptyLayer {
+					made = h
+					break
+				}
+			}
+			if top == "" || made == nil || made.Comment != BuildHistoryComment {
+				return nil
+			}
+			if r, ok := byChain[top]; ok {
+				r.UsageCount++
+				if e.Created.Before(r.Created) {
+					r.Created = e.Created
+				}
+				return nil
+			}
+			byChain[top] = &CacheRecord{ID: top.Encoded()[:25], Description: made.CreatedBy, Created: e.Created, LastUsed: e.Used, UsageCount: 1}
+			order = append(order, top)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []CacheRecord
+	for _, c := range order {
+		r := byChain[c]
+		r.Shared = inImages[c]
+		if l, err := s.Snaps.Layer(c); err == nil {
+			r.Size = l.Size
+		} else {
+			continue // the layer of an image that was a build's base
+		}
+		out = append(out, *r)
+	}
+	return out, nil
+}

@@ -342,7 +342,14 @@ func (s *Store) withOp(ctx context.Context, fn func() error) error {
 // crashed process left behind.
 func removeViews(root string) error {
 	views, _ := filepath.Glob(filepath.Join(root, "view-*"))
-	for _, v := range views {
+	mnts, _ := filepath.Glob(filepath.Join(root, "build-mnt-*"))
+	tmps, _ := filepath.Glob(filepath.Join(root, "build-tmp-*"))
+	for _, t := range tmps {
+		if err := os.RemoveAll(t); err != nil {
+			return fmt.Errorf("remove leftover build directory %s: %w", t, err)
+		}
+	}
+	for _, v := range append(views, mnts...) {
 		snapshot.Unmount(v)
 		if err := os.Remove(v); err != nil {
 			return fmt.Errorf("remove leftover view %s: %w", v, err)
