@@ -1,9 +1,10 @@
 #!/bin/bash
-# hack/main-job.sh: the main job. Starts berthd, makes an image locally (a
-# busybox-static root filesystem with a web page, imported with `berth import`),
-# runs `busybox httpd` from it with `berth run -d -p $PORT:80` on berth's default
-# bridge, fetches the page with curl through the published port (127.0.0.1 and
-# the host's own address), then removes the container and the image, stops
+# hack/main-job.sh: the main job. Starts berthd, makes the base image locally (a
+# busybox-static root filesystem imported as `busybox`), builds the example app
+# (examples/web: a two-stage Dockerfile, `berth build`), runs it (busybox httpd)
+# with `berth run -d -p $PORT:80` on berth's default bridge, fetches its page and
+# CGI endpoint with curl through the published port (127.0.0.1 and the host's own
+# address), then removes the container and the images, stops
 # berthd and removes what it made in the host's network (its bridge, its
 # nftables table, ip_forward as it was).
 #
@@ -42,7 +43,7 @@ berthd_pid=
 cleanup() {
 	if [ -n "$berthd_pid" ]; then
 		bin/berth rm -f web >/dev/null 2>&1 || true
-		bin/berth rmi -f main-job/web >/dev/null 2>&1 || true
+		bin/berth rmi -f main-job/web busybox >/dev/null 2>&1 || true
 		kill "$berthd_pid" 2>/dev/null && wait "$berthd_pid" 2>/dev/null || true
 		ip link delete berthmj0 2>/dev/null || true
 		nft delete table ip berth 2>/dev/null || true
@@ -65,12 +66,14 @@ for _ in $(seq 100); do
 done
 bin/berth version --format 'berthd {{.Server.Version}} (API {{.Server.APIVersion}})'
 
-# The image: busybox-static and a page, imported as main-job/web.
+# The base image: busybox-static's root filesystem, imported as busybox (no registry here).
 go build -o "$work/mkbundle" ./hack/mkbundle
-"$work/mkbundle" -dir "$work/img" -cgroups-path "" -file "www/index.html=<h1>hello from berth</h1>" -- /bin/sh >/dev/null
-echo "+ berth import --change 'CMD [...]' rootfs.tar main-job/web"
-tar -C "$work/img/rootfs" -cf - . |
-	bin/berth import --change 'CMD ["httpd", "-f", "-v", "-p", "80", "-h", "/www"]' --change 'EXPOSE 80' - main-job/web
+"$work/mkbundle" -dir "$work/img" -cgroups-path "" -- /bin/sh >/dev/null
+echo "+ berth import rootfs.tar busybox"
+tar -C "$work/img/rootfs" -cf - . | bin/berth import - busybox >/dev/null
+# The app: examples/web, built from its Dockerfile.
+echo "+ berth build -t main-job/web examples/web"
+bin/berth build -t main-job/web examples/web
 bin/berth images main-job/web
 
 echo "+ berth run -d --name web -p $PORT:80 main-job/web"
@@ -83,13 +86,13 @@ bin/berth ps
 bin/berth port web
 echo "+ curl http://127.0.0.1:$PORT/"
 curl -fsS "http://127.0.0.1:$PORT/"
-echo
+echo "+ curl http://127.0.0.1:$PORT/cgi-bin/hello"
+curl -fsS "http://127.0.0.1:$PORT/cgi-bin/hello"
 # The host's own address (the source of its default route), when it has one.
 addr=$(ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p')
 if [ -n "$addr" ]; then
-	echo "+ curl http://$addr:$PORT/"
-	curl -fsS "http://$addr:$PORT/"
-	echo
+	echo "+ curl http://$addr:$PORT/build.txt"
+	curl -fsS "http://$addr:$PORT/build.txt"
 fi
 echo "+ berth logs web"
 bin/berth logs web
