@@ -34,6 +34,9 @@ func (s *Server) build(w http.ResponseWriter, r *request) error {
 	if v := q.Get("version"); v == "2" {
 		return errdefs.Invalid("BuildKit (version=2) is not supported by berthd; use the classic builder (DOCKER_BUILDKIT=0)")
 	}
+	if boolValue(r, "squash") {
+		return errdefs.Invalid("squash is not supported by berthd's builder")
+	}
 	if remote := q.Get("remote"); remote != "" {
 		return errdefs.Invalid("remote build contexts (%s) are not supported by berthd: send the context as the request body", remote)
 	}
