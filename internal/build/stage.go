@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -523,6 +524,11 @@ func (sc *stage) run(ctx context.Context, c *instructions.RunCommand) error {
 	}
 	runState := sc.st.Clone()
 	rc := &runState.Config.Config
+	var dirs []string
+	for v := range rc.Volumes {
+		dirs = append(dirs, v)
+	}
+	sort.Strings(dirs)
 	rc.Entrypoint, rc.Cmd, rc.Volumes, rc.ExposedPorts = nil, nil, nil, nil
 	runState.Ext.Healthcheck, runState.Ext.OnBuild = nil, nil
 	cfg := &container.Config{
@@ -559,7 +565,7 @@ func (sc *stage) run(ctx context.Context, c *instructions.RunCommand) error {
 	}
 	defer remove()
 	id, code, err := sc.b.bd.b.RunBuildStep(ctx, daemon.BuildStep{
-		State: runState, Config: cfg, HostConfig: &hc, Output: sc.b.out,
+		State: runState, Config: cfg, HostConfig: &hc, Output: sc.b.out, Dirs: dirs,
 		Started: func(cid string) { fmt.Fprintf(sc.b.out, " ---> Running in %s\n", daemon.ShortID(cid)) },
 	})
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	"github.com/distribution/reference"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
@@ -31,6 +32,9 @@ type BuildStep struct {
 	Output io.Writer
 	// Started is called with the container's ID once it exists.
 	Started func(id string)
+	// Dirs are directories to make in the rootfs before the command runs (the image's
+	// VOLUME paths, which a RUN may write to).
+	Dirs []string
 }
 
 // RunBuildStep runs a build step's command in a container made over the step's state and
@@ -59,6 +63,11 @@ func (d *Daemon) RunBuildStep(ctx context.Context, s BuildStep) (id string, exit
 	c, err := d.Get(id)
 	if err != nil {
 		return id, 0, err
+	}
+	for _, dir := range s.Dirs {
+		if err := pathrs.MkdirAll(c.Rootfs, dir, 0o755); err != nil {
+			return id, 0, fmt.Errorf("make %s in the rootfs: %w", dir, err)
+		}
 	}
 	out := &lockedWriter{w: s.Output}
 	pr, pw := io.Pipe()
