@@ -100,7 +100,13 @@ func (s *Server) build(w http.ResponseWriter, r *request) error {
 			return err
 		}
 		msg := err.Error()
-		p.send(jsonMessage{Error: msg, ErrorDetail: &errorMessage{Message: msg}})
+		// A failed RUN's exit code is the stream error's code: docker build exits with it.
+		code := 0
+		var xe *build.ExitError
+		if errors.As(err, &xe) {
+			code = xe.Code
+		}
+		p.send(jsonMessage{Error: msg, ErrorDetail: &errorMessage{Message: msg, Code: code}})
 		return nil
 	}
 	id := res.Image.ID.String()
@@ -166,7 +172,7 @@ func (s *Server) extractContext(r *request) (string, error) {
 		body = strings.NewReader("")
 	}
 	cr := &countReader{r: body}
-	if _, err := archive.Unpack(r.Context(), cr, dir, archive.UnpackOptions{Whiteouts: archive.WhiteoutApply}); err != nil {
+	if _, err := archive.Unpack(r.Context(), cr, dir, archive.UnpackOptions{Whiteouts: archive.WhiteoutApply, AnySymlinkTarget: true}); err != nil {
 		if cr.n == 0 {
 			return dir, nil // no context at all
 		}

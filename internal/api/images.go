@@ -282,6 +282,7 @@ type jsonMessage struct {
 }
 
 type errorMessage struct {
+	Code    int    `json:"code,omitempty"`
 	Message string `json:"message"`
 }
 

@@ -57,6 +57,10 @@ type UnpackOptions struct {
 	// blob). If r turns out to be uncompressed that is the diff ID, and
 	// Unpack does not hash the stream again.
 	Digest digest.Digest
+	// AnySymlinkTarget keeps symbolic links whose relative targets climb out of dir (a
+	// build context's, or what a build copies into an image): they are data, and Unpack
+	// still resolves every path it writes inside dir. Layers are unpacked without it.
+	AnySymlinkTarget bool
 }
 
 // UnpackStats describe an unpacked stream.
@@ -201,7 +205,13 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 	var target string
 	switch hdr.Typeflag {
 	case tar.TypeSymlink:
-		err = checkSymlink(name, hdr.Linkname)
+		if u.opts.AnySymlinkTarget {
+			if len(hdr.Linkname) > maxPathLen {
+				err = errNameTooLong
+			}
+		} else {
+			err = checkSymlink(name, hdr.Linkname)
+		}
 	case tar.TypeLink:
 		target, err = cleanLinkTarget(hdr.Linkname)
 	}

@@ -446,7 +446,7 @@ func writeEntries(ctx context.Context, rootfs string, entries []copyEntry, uid, 
 		}()
 		pw.CloseWithError(err)
 	}()
-	_, err := archive.Unpack(ctx, pr, rootfs, archive.UnpackOptions{Whiteouts: archive.WhiteoutApply})
+	_, err := archive.Unpack(ctx, pr, rootfs, archive.UnpackOptions{Whiteouts: archive.WhiteoutApply, AnySymlinkTarget: true})
 	pr.CloseWithError(err)
 	if err != nil {
 		return fmt.Errorf("copy: %w", err)

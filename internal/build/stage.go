@@ -343,11 +343,26 @@ func (sc *stage) dispatch(ctx context.Context, c instructions.Command) error {
 		})
 	case *instructions.HealthCheckCommand:
 		h := *c.Health
-		return sc.meta(ctx, "HEALTHCHECK", h, func(st *image.BuildState) error {
-			if len(h.Test) > 0 && h.Test[0] == "NONE" {
-				h = *c.Health
-				h.Test = []string{"NONE"}
+		// Options a HEALTHCHECK leaves out keep the inherited check's values (dockerd merges
+		// a step's config with its parent's).
+		if old := sc.st.Ext.Healthcheck; old != nil && !(len(h.Test) > 0 && h.Test[0] == "NONE") {
+			if h.Interval == 0 {
+				h.Interval = old.Interval
 			}
+			if h.Timeout == 0 {
+				h.Timeout = old.Timeout
+			}
+			if h.StartPeriod == 0 {
+				h.StartPeriod = old.StartPeriod
+			}
+			if h.StartInterval == 0 {
+				h.StartInterval = old.StartInterval
+			}
+			if h.Retries == 0 {
+				h.Retries = old.Retries
+			}
+		}
+		return sc.meta(ctx, "HEALTHCHECK", h, func(st *image.BuildState) error {
 			st.Ext.Healthcheck = &h
 			return nil
 		})

@@ -134,7 +134,7 @@ func (s *Store) CommitStep(ctx context.Context, key digest.Digest, snapshotKey s
 	err = s.run(ctx, func(o *op) error {
 		pr, pw := io.Pipe()
 		go func() { pw.CloseWithError(archive.WriteDiff(ctx, pw, upper)) }()
-		layer, diffID, err := o.layerFromTar(ctx, pr, sn.Parent)
+		layer, diffID, err := o.layerFromTar(ctx, pr, sn.Parent, true)
 		pr.CloseWithError(err)
 		if err != nil {
 			return fmt.Errorf("commit build step: %w", err)

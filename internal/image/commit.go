@@ -93,7 +93,7 @@ func (s *Store) Commit(ctx context.Context, opts CommitOptions) (*Image, error) 
 	err = s.run(ctx, func(o *op) error {
 		pr, pw := io.Pipe()
 		go func() { pw.CloseWithError(archive.WriteDiff(ctx, pw, upper)) }()
-		layer, diffID, err := o.layerFromTar(ctx, pr, sn.Parent)
+		layer, diffID, err := o.layerFromTar(ctx, pr, sn.Parent, true)
 		pr.CloseWithError(err)
 		if err != nil {
 			return fmt.Errorf("commit %s: %w", opts.Snapshot, err)

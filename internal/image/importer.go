@@ -44,7 +44,7 @@ func (s *Store) Import(ctx context.Context, r io.Reader, opts ImportOptions) (*I
 	}
 	var im *Image
 	err = s.run(ctx, func(o *op) error {
-		layer, diffID, err := o.layerFromTar(ctx, r, "")
+		layer, diffID, err := o.layerFromTar(ctx, r, "", false)
 		if err != nil {
 			return err
 		}
@@ -89,8 +89,10 @@ func (o *op) finish(ctx context.Context, p *pending, layers []ocispec.Descriptor
 // layerFromTar stores a tar stream, decompressed, as a layer blob while
 // unpacking it, and commits the unpacked layer over the layer parent (a
 // chain ID, empty for a base layer). Returns the blob's descriptor and the
-// layer's diff ID.
-func (o *op) layerFromTar(ctx context.Context, r io.Reader, parent digest.Digest) (ocispec.Descriptor, digest.Digest, error) {
+// layer's diff ID. own is for a diff berth wrote of a container's changes
+// (commit, build): its symlinks may point anywhere, as the container made
+// them; an imported tarball's may not climb out of the root.
+func (o *op) layerFromTar(ctx context.Context, r io.Reader, parent digest.Digest, own bool) (ocispec.Descriptor, digest.Digest, error) {
 	dr, _, err := archive.DecompressStream(r)
 	if err != nil {
 		return ocispec.Descriptor{}, "", errdefs.InvalidWrap(err, "read tarball")
@@ -105,7 +107,7 @@ func (o *op) layerFromTar(ctx context.Context, r io.Reader, parent digest.Digest
 	if err != nil {
 		return ocispec.Descriptor{}, "", err
 	}
-	stats, err := archive.Unpack(ctx, io.TeeReader(dr, w), st.Dir, archive.UnpackOptions{})
+	stats, err := archive.Unpack(ctx, io.TeeReader(dr, w), st.Dir, archive.UnpackOptions{AnySymlinkTarget: own})
 	if err != nil {
 		st.Abort()
 		return ocispec.Descriptor{}, "", unpackError(err, "unpack tarball")
