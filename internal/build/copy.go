@@ -59,6 +59,9 @@ type copyEntry struct {
 	fi      fs.FileInfo
 	data    []byte
 	extract bool
+	// top is a copied directory itself: its contents go into the destination, which keeps
+	// its own metadata when it exists and is made 0755 (root's) when it does not.
+	top bool
 }
 
 // sourceRoot is where a COPY's sources are: the context, or a stage's or image's tree.
@@ -249,7 +252,18 @@ func (sc *stage) copy(ctx context.Context, req copyRequest) error {
 				}
 			}
 		}
-		return writeEntries(ctx, rootfs, entries, uid, gid, mode)
+		kept := entries[:0:0]
+		for _, e := range entries {
+			if e.top && e.name != "" {
+				if p, err := securejoin.SecureJoin(rootfs, e.name); err == nil {
+					if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+						continue
+					}
+				}
+			}
+			kept = append(kept, e)
+		}
+		return writeEntries(ctx, rootfs, kept, uid, gid, mode)
 	})
 }
 
@@ -383,7 +397,7 @@ func (r *sourceRoot) walk(dir, dest string, excl *buildctx.Matcher) ([]copyEntry
 		default:
 			return nil // sockets, devices, FIFOs of a context are left out
 		}
-		out = append(out, copyEntry{name: path.Join(dest, rel), src: p, fi: fi})
+		out = append(out, copyEntry{name: path.Join(dest, rel), src: p, fi: fi, top: rel == "."})
 		return nil
 	})
 	return out, err
@@ -501,6 +515,9 @@ func writeEntry(tw *tar.Writer, e copyEntry, uid, gid int, mode int64) error {
 	}
 	switch {
 	case e.fi.IsDir():
+		if e.top && mode < 0 {
+			hdr.Mode = 0o755
+		}
 		hdr.Typeflag = tar.TypeDir
 		hdr.Name += "/"
 		return tw.WriteHeader(hdr)
