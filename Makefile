@@ -10,10 +10,11 @@ GO ?= go
 RUNTIMES ?= $(CURDIR)/bin/berth-runtime runc crun
 # `make bench` suites: runtime (lifecycle and run of berth-runtime vs runc vs crun), images
 # (load and save of a 630 MB Debian image, berth vs podman vs dockerd vs tar), engine
-# (docker run/exec and idle shim memory, berthd vs dockerd vs podman) and network (HTTP
+# (docker run/exec and idle shim memory, berthd vs dockerd vs podman), network (HTTP
 # requests/s and iperf3 throughput through published ports, berthd vs dockerd with docker-proxy
-# vs the direct path; docs/benchmarks.md).
-BENCH_SUITES ?= runtime images engine network
+# vs the direct path) and build (full and no-change builds of a multi-stage Dockerfile that
+# compiles C, berthd vs dockerd's classic builder vs podman build; docs/benchmarks.md).
+BENCH_SUITES ?= runtime images engine network build
 # `make bench` iterations per runtime and lifecycle, and binaries.
 BENCH_N ?= 50
 BENCH_FLAGS ?=
@@ -30,11 +31,16 @@ ENGINE_BENCH_FLAGS ?=
 # 5 a run's published/direct ratio swings by +-5% on a shared 2-CPU machine.
 NETWORK_BENCH_N ?= 11
 NETWORK_BENCH_FLAGS ?=
+# `make bench` (build) measured rounds (a full and a no-change build per engine each), and flags
+# (`_output/bench-build -h`); berthd is built as for the engine suite. The toolchain image is the
+# host's gcc (build-essential).
+BUILD_BENCH_N ?= 5
+BUILD_BENCH_FLAGS ?=
 BERTH ?= $(CURDIR)/bin/berth-runtime
 RUNC ?= runc
 CRUN ?= crun
 
-.PHONY: all build test validate bench main-job runtime-tools clean
+.PHONY: all build test validate conformance bench main-job runtime-tools clean
 
 all: build
 
@@ -53,11 +59,16 @@ validate: runtime-tools
 runtime-tools:
 	hack/build-runtime-tools.sh
 
+## conformance: OCI distribution-spec conformance suite (pinned, fetched from the Go module
+## proxy, built in _output/conformance) against `bin/berth registry serve`
+conformance: build
+	hack/conformance.sh
+
 ## bench: lifecycle and run latency of berth-runtime vs runc vs crun, image load/save of
 ## berth vs podman vs dockerd vs tar, docker run/exec latency and idle shim memory of
 ## berthd vs dockerd vs podman, and HTTP requests/s and TCP throughput through published
-## ports of berthd vs dockerd vs the direct path (needs root; BENCH_SUITES=images, engine or
-## network runs one of them)
+## ports of berthd vs dockerd vs the direct path, and Dockerfile builds of berthd vs dockerd
+## vs podman (needs root; BENCH_SUITES=images, engine, network or build runs one of them)
 bench:
 	@mkdir -p _output
 ifneq ($(filter runtime,$(BENCH_SUITES)),)
@@ -77,6 +88,11 @@ ifneq ($(filter network,$(BENCH_SUITES)),)
 	$(GO) build -trimpath -ldflags "-s -w" -o _output/bench-engine-bin/ ./cmd/berthd ./cmd/berth-shim ./cmd/berth-runtime ./cmd/berth-init
 	$(GO) build -o _output/bench-network ./test/bench/network
 	_output/bench-network -n $(NETWORK_BENCH_N) -bin $(CURDIR)/_output/bench-engine-bin $(NETWORK_BENCH_FLAGS)
+endif
+ifneq ($(filter build,$(BENCH_SUITES)),)
+	$(GO) build -trimpath -ldflags "-s -w" -o _output/bench-engine-bin/ ./cmd/berthd ./cmd/berth-shim ./cmd/berth-runtime ./cmd/berth-init
+	$(GO) build -o _output/bench-build ./test/bench/build
+	_output/bench-build -n $(BUILD_BENCH_N) -bin $(CURDIR)/_output/bench-engine-bin $(BUILD_BENCH_FLAGS)
 endif
 
 ## main-job: busybox httpd in a berth-runtime container, shown with curl

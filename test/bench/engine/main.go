@@ -39,17 +39,10 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
-	"os"
 	"path/filepath"
-	"runtime/debug"
-	"slices"
-	"strings"
-	"sync/atomic"
 	"time"
 
 	"berth/test/bench/harness"
-	"berth/test/engine"
 )
 
 const nsEnv = "BERTH_BENCH_ENGINE_IN_NS"
@@ -60,7 +53,7 @@ var (
 	flagIdle    = flag.Int("idle", 50, "idle containers per engine for the memory measurement (0 skips it)")
 	flagSettle  = flag.Duration("settle", 5*time.Second, "wait after the last idle container started before reading memory")
 	flagTools   = flag.String("tools", "berth,dockerd,podman", "engines to measure, comma-separated (berth, dockerd, podman)")
-	flagBin     = flag.String("bin", filepath.Join(repoRoot(), "bin"), "directory with berthd, berth-shim, berth-runtime and berth-init (make build)")
+	flagBin     = flag.String("bin", filepath.Join(harness.RepoRoot(), "bin"), "directory with berthd, berth-shim, berth-runtime and berth-init (make build)")
 	flagDocker  = flag.String("docker", "/usr/local/bin/docker", "docker CLI (28) for berthd and dockerd")
 	flagDockerd = flag.String("dockerd", "dockerd", "dockerd binary")
 	flagPodman  = flag.String("podman", "podman", "podman binary")
@@ -73,159 +66,38 @@ var (
 // image is the name of the busybox image in every engine.
 const image = "berth-bench/busybox:1"
 
+var bench = &harness.Bench{Name: "engine", MaxFailures: 2, ErrTail: 1500, ErrSep: " ", Keep: flagKeep}
+
+var logf = bench.Logf
+
 func main() {
 	harness.Main(nsEnv, func() int { return harness.Reexec("engine", nsEnv) }, inner)
 }
 
-var stopping atomic.Bool
-
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "engine: "+format+"\n", args...)
-}
-
 func inner() int {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	harness.OnInterrupt("engine", func() {
-		stopping.Store(true)
-		cancel()
+	return harness.RunEngines(bench, harness.Engines[*eng, string]{
+		Tools: *flagTools, Workdir: *flagWorkdir, Prefix: "bbe-",
+		// The busybox-static root filesystem of test/berthtest.BusyboxTar.
+		Inputs:      func(work string) (string, error) { return harness.BusyboxTar(work, nil) },
+		InputsWhat:  "busybox rootfs",
+		Start:       map[string]harness.Start[*eng]{"berth": startBerth, "dockerd": startDockerd, "podman": newPodman},
+		SkipMissing: true,
+		Prepare:     prepare,
+		Measure:     measure,
+		Report:      report,
+		What:        "engine bench", N: *flagN, Warmup: *flagWarmup,
 	})
-
-	var names []string
-	for _, name := range strings.Split(*flagTools, ",") {
-		switch name = strings.TrimSpace(name); name {
-		case "berth", "podman":
-		case "docker", "dockerd":
-			name = "dockerd"
-		case "":
-			continue
-		default:
-			logf("-tools: unknown engine %q (want berth, dockerd, podman)", name)
-			return 2
-		}
-		if !slices.Contains(names, name) {
-			names = append(names, name)
-		}
-	}
-	if len(names) == 0 {
-		logf("no engine to measure")
-		return 2
-	}
-
-	work, cg, before, unlock, err := harness.Begin(*flagWorkdir, "bbe-", fmt.Sprintf("berth-bench-engine-%d", os.Getpid()), slices.Contains(names, "podman") || slices.Contains(names, "dockerd"), logf)
-	if err != nil {
-		logf("%v", err)
-		return 2
-	}
-	defer unlock()
-
-	leftovers := 0
-	failed := false
-	var engines []*eng
-	rootfs, err := rootfsTar(work)
-	if err != nil {
-		logf("busybox rootfs: %v", err)
-		failed = true
-	}
-	for _, name := range names {
-		if err != nil || stopping.Load() {
-			break
-		}
-		var e *eng
-		var serr error
-		switch name {
-		case "berth":
-			e, serr = startBerth(ctx, filepath.Join(work, "berth"), cg.Path+"/berth")
-		case "dockerd":
-			e, serr = startDockerd(ctx, filepath.Join(work, "docker"), cg.Path+"/docker")
-		case "podman":
-			e, serr = newPodman(filepath.Join(work, "podman"), cg.Path+"/podman")
-		}
-		if e != nil {
-			engines = append(engines, e)
-		}
-		if serr == nil {
-			serr = e.prepare(ctx, rootfs)
-		}
-		if serr != nil {
-			logf("%s: %v (skipped)", name, serr)
-			if e != nil {
-				e.dropped = true
-				e.firstErr = serr.Error()
-			}
-			// A peer that is not installed is skipped; one that did not work is a failure.
-			if e != nil || name == "berth" {
-				failed = true
-			}
-		}
-	}
-
-	if !run(ctx, engines, cg) {
-		failed = true
-	}
-
-	for _, e := range engines {
-		leftovers += e.cleanup()
-	}
-	leftovers += harness.Sweep(work, *flagKeep, before, cg, logf)
-	for _, e := range engines {
-		if e.dropped {
-			failed = true
-		}
-	}
-	if leftovers > 0 || stopping.Load() || failed {
-		return 1
-	}
-	return 0
 }
 
-// run measures the engines that started and prints the report; a panic is reported (false)
-// so that the caller still cleans up.
-func run(ctx context.Context, engines []*eng, cg *engine.CgroupParent) (ok bool) {
-	defer func() {
-		if p := recover(); p != nil {
-			logf("panic: %v\n%s", p, debug.Stack())
-			ok = false
-		}
-	}()
-	var live []*eng
-	for _, e := range engines {
-		if !e.dropped {
-			live = append(live, e)
-		}
-	}
-	if len(live) == 0 {
-		logf("no engine to measure")
-		return false
-	}
-	loadStart = loadavg()
+// measure times run and exec in every engine, then the memory of its idle containers.
+func measure(ctx context.Context, live []*eng, _ string) {
 	measureRun(ctx, live)
 	measureExec(ctx, live)
 	if *flagIdle > 0 {
 		for _, e := range live {
-			if !e.dropped && !stopping.Load() {
+			if !e.Dropped && !bench.Stopping() {
 				measureIdle(ctx, e, *flagIdle)
 			}
 		}
 	}
-	if stopping.Load() {
-		return false
-	}
-	report(engines, cg)
-	return true
-}
-
-// repoRoot is the repository this command was built from (for the default -bin).
-func repoRoot() string {
-	if wd, err := os.Getwd(); err == nil {
-		for d := wd; ; d = filepath.Dir(d) {
-			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-				return d
-			}
-			if filepath.Dir(d) == d {
-				break
-			}
-		}
-	}
-	return "."
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"berth/test/bench/harness"
 	"berth/test/engine"
 )
 
@@ -17,10 +18,9 @@ import (
 // rotates per iteration; measured tells fn whether the iteration counts.
 func rotations(what string, engines []*eng, fn func(e *eng, measured bool)) {
 	total := *flagWarmup + *flagN
-	for i := 0; i < total && !stopping.Load(); i++ {
-		k := i % len(engines)
-		for _, e := range append(slices.Clone(engines[k:]), engines[:k]...) {
-			if !e.dropped && !stopping.Load() {
+	for i := 0; i < total && !bench.Stopping(); i++ {
+		for _, e := range harness.Rotated(engines, i) {
+			if !e.Dropped && !bench.Stopping() {
 				fn(e, i >= *flagWarmup)
 			}
 		}
@@ -35,12 +35,12 @@ func rotations(what string, engines []*eng, fn func(e *eng, measured bool)) {
 // and /version; podman: its start).
 func measureRun(ctx context.Context, engines []*eng) {
 	rotations("run", engines, func(e *eng, measured bool) {
-		_, d, err := e.do(ctx, nil, e.runCmd("--rm", image, "true")...)
-		if e.check(err, "run --rm") && measured {
+		_, d, err := e.Run(ctx, e.runCmd("--rm", image, "true")...)
+		if e.Check(err, "run --rm") && measured {
 			e.run = append(e.run, d)
 		}
-		_, d, err = e.do(ctx, nil, e.versionCmd()...)
-		if e.check(err, "version") && measured {
+		_, d, err = e.Run(ctx, e.versionCmd()...)
+		if e.Check(err, "version") && measured {
 			e.floor = append(e.floor, d)
 		}
 	})
@@ -48,7 +48,7 @@ func measureRun(ctx context.Context, engines []*eng) {
 
 // versionCmd is the floor command: `version` with the server's version (podman has none).
 func (e *eng) versionCmd() []string {
-	if e.name == "podman" {
+	if e.Name == "podman" {
 		return []string{"version", "--format", "{{.Client.Version}}"}
 	}
 	return []string{"version", "--format", "{{.Server.Version}}"}
@@ -60,37 +60,28 @@ func measureExec(ctx context.Context, engines []*eng) {
 	ids := map[*eng]string{}
 	var live []*eng
 	for _, e := range engines {
-		if e.dropped || stopping.Load() {
+		if e.Dropped || bench.Stopping() {
 			continue
 		}
-		id, _, err := e.do(ctx, nil, e.runCmd("-d", image, "sleep", "1000000")...)
-		if e.check(err, "run -d (exec target)") {
+		id, _, err := e.Run(ctx, e.runCmd("-d", image, "sleep", "1000000")...)
+		if e.Check(err, "run -d (exec target)") {
 			ids[e] = id
 			live = append(live, e)
 		}
 	}
 	if len(live) > 0 {
 		rotations("exec", live, func(e *eng, measured bool) {
-			_, d, err := e.do(ctx, nil, "exec", ids[e], "true")
-			if e.check(err, "exec") && measured {
+			_, d, err := e.Run(ctx, "exec", ids[e], "true")
+			if e.Check(err, "exec") && measured {
 				e.exec = append(e.exec, d)
 			}
 		})
 	}
 	for e, id := range ids {
-		if _, _, err := e.do(context.Background(), nil, rmArgs(e, id)...); err != nil {
-			logf("%s: %v", e.name, err)
+		if _, _, err := e.Run(context.Background(), e.RmArgs(id)...); err != nil {
+			logf("%s: %v", e.Name, err)
 		}
 	}
-}
-
-// rmArgs is `rm --force ids...` (podman: without a stop timeout).
-func rmArgs(e *eng, ids ...string) []string {
-	args := []string{"rm", "--force"}
-	if e.name == "podman" {
-		args = append(args, "--time", "0")
-	}
-	return append(args, ids...)
 }
 
 // idleResult is the memory of an engine with its idle containers.
@@ -104,11 +95,11 @@ type idleResult struct {
 // measureIdle starts n idle containers in e (`run -d ... sleep 1000000`, timed), waits
 // -settle, reads the memory of the engine's processes, and removes the containers.
 func measureIdle(ctx context.Context, e *eng, n int) {
-	logf("%s: starting %d idle containers", e.name, n)
+	logf("%s: starting %d idle containers", e.Name, n)
 	var ids []string
-	for i := 0; i < n && !e.dropped && !stopping.Load(); i++ {
-		id, d, err := e.do(ctx, nil, e.runCmd("-d", image, "sleep", "1000000")...)
-		if e.check(err, "run -d (idle)") {
+	for i := 0; i < n && !e.Dropped && !bench.Stopping(); i++ {
+		id, d, err := e.Run(ctx, e.runCmd("-d", image, "sleep", "1000000")...)
+		if e.Check(err, "run -d (idle)") {
 			ids = append(ids, id)
 			e.runDetached = append(e.runDetached, d)
 		}
@@ -117,21 +108,21 @@ func measureIdle(ctx context.Context, e *eng, n int) {
 		if len(ids) == 0 {
 			return
 		}
-		if _, _, err := e.do(context.Background(), nil, rmArgs(e, ids...)...); err != nil {
-			logf("%s: %v", e.name, err)
+		if _, _, err := e.Run(context.Background(), e.RmArgs(ids...)...); err != nil {
+			logf("%s: %v", e.Name, err)
 		}
-		if stopping.Load() {
+		if bench.Stopping() {
 			return // the cleanup removes and checks everything
 		}
 		deadline := time.Now().Add(30 * time.Second)
-		for len(processesOf(e.dir, e.shim)) > 0 && time.Now().Before(deadline) {
+		for len(processesOf(e.Dir, e.shim)) > 0 && time.Now().Before(deadline) {
 			time.Sleep(100 * time.Millisecond)
 		}
-		if left := processesOf(e.dir, e.shim); len(left) > 0 {
-			e.check(fmt.Errorf("%d %s processes still there 30 s after rm -f of the idle containers", len(left), e.shim), "idle")
+		if left := processesOf(e.Dir, e.shim); len(left) > 0 {
+			e.Check(fmt.Errorf("%d %s processes still there 30 s after rm -f of the idle containers", len(left), e.shim), "idle")
 		}
 	}()
-	if len(ids) == 0 || stopping.Load() {
+	if len(ids) == 0 || bench.Stopping() {
 		return
 	}
 	select {
@@ -140,20 +131,18 @@ func measureIdle(ctx context.Context, e *eng, n int) {
 		return
 	}
 	r := &idleResult{containers: len(ids)}
-	for _, pid := range processesOf(e.dir, e.shim) {
+	for _, pid := range processesOf(e.Dir, e.shim) {
 		if m, err := readProcMem(pid); err == nil {
 			r.shims = append(r.shims, m)
 		}
 	}
 	if len(r.shims) != len(ids) {
 		r.note = fmt.Sprintf("%d %s processes for %d containers", len(r.shims), e.shim, len(ids))
-		logf("%s: %s", e.name, r.note)
+		logf("%s: %s", e.Name, r.note)
 	}
-	if e.daemons != nil {
-		for _, pid := range e.daemons() {
-			if m, err := readProcMem(pid); err == nil {
-				r.daemons = append(r.daemons, m)
-			}
+	for _, pid := range e.daemons() {
+		if m, err := readProcMem(pid); err == nil {
+			r.daemons = append(r.daemons, m)
 		}
 	}
 	e.idle = r

@@ -3,54 +3,12 @@ package main
 import (
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
 	"berth/test/bench/stats"
 	"berth/test/engine"
 )
-
-func ms(ds []time.Duration, q float64) string {
-	if len(ds) == 0 {
-		return "n/a"
-	}
-	return fmt.Sprintf("%.1f", float64(stats.Quantile(ds, q))/1e6)
-}
-
-// medianKB is the median of xs (the mean of the middle two for an even count), as
-// stats.Median is for durations.
-func medianKB(xs []int64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 0 {
-		return float64(s[len(s)/2-1]+s[len(s)/2]) / 2
-	}
-	return float64(s[len(s)/2])
-}
-
-// ratio is a/b ("%.2f"), n/a when either is missing.
-func ratio(a, b float64) string {
-	if a == 0 || b == 0 {
-		return "n/a"
-	}
-	return fmt.Sprintf("%.2f", a/b)
-}
-
-// loadStart is the load average when the measurements started.
-var loadStart string
-
-func loadavg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
 
 func mb(kb float64) string { return fmt.Sprintf("%.2f", kb/1024) }
 
@@ -66,21 +24,13 @@ func goal(num, den float64, max float64) string {
 	return fmt.Sprintf("%.3f (<= %g: %s)", num/den, max, verdict)
 }
 
-func report(engines []*eng, cg *engine.CgroupParent) {
-	fmt.Printf("%s\n\n", stats.Title("engine bench", *flagN, *flagWarmup))
-	for _, e := range engines {
-		v := e.version
-		if e.firstErr != "" {
-			v += "; " + e.firstErr
-		}
-		fmt.Printf("- %s: %s\n", e.name, v)
-	}
-	fmt.Printf("- load average (1, 5, 15 min) at the start: %s, at the end: %s\n", loadStart, loadavg())
+// report is the report's body, after its head (harness.RunEngines).
+func report(engines []*eng, _ string, cg *engine.CgroupParent) {
 	fmt.Printf("- image: %s, the busybox-static root filesystem of test/berthtest (imported in each engine); containers with --network none, cgroups under %s/<engine>\n\n", image, cg.Path)
 
 	by := map[string]*eng{}
 	for _, e := range engines {
-		by[e.name] = e
+		by[e.Name] = e
 	}
 	get := func(name string, f func(*eng) []time.Duration) []time.Duration {
 		if e := by[name]; e != nil {
@@ -92,7 +42,7 @@ func report(engines []*eng, cg *engine.CgroupParent) {
 		fmt.Printf("## %s (ms)\n\n", title)
 		tab := stats.NewTable("engine", "median", "p90", "berth/engine", "n")
 		for _, e := range engines {
-			tab.Row(e.name, ms(f(e), 0.5), ms(f(e), 0.9), stats.Ratio(get("berth", f), f(e), "n/a"), len(f(e)))
+			tab.Row(e.Name, stats.Millis(f(e), 0.5, 1), stats.Millis(f(e), 0.9, 1), stats.Ratio(get("berth", f), f(e), "n/a"), len(f(e)))
 		}
 		tab.Print(os.Stdout)
 	}
@@ -134,7 +84,7 @@ func report(engines []*eng, cg *engine.CgroupParent) {
 		for _, m := range e.idle.shims {
 			rss, pss, priv, thr = append(rss, m.rss), append(pss, m.pss), append(priv, m.private), append(thr, m.threads)
 		}
-		shim[e.name] = shimStat{medianKB(rss), medianKB(pss), medianKB(priv), medianKB(thr)}
+		shim[e.Name] = shimStat{stats.MedianOf(rss), stats.MedianOf(pss), stats.MedianOf(priv), stats.MedianOf(thr)}
 	}
 	bs := shim["berth"]
 	tab := stats.NewTable("engine", "process", "RSS", "PSS", "private", "threads", "n", "berth/engine RSS", "berth/engine PSS")
@@ -142,9 +92,9 @@ func report(engines []*eng, cg *engine.CgroupParent) {
 		if e.idle == nil {
 			continue
 		}
-		s := shim[e.name]
-		tab.Row(e.name, e.shim, mb(s.rss), mb(s.pss), mb(s.priv), fmt.Sprintf("%.0f", s.threads), len(e.idle.shims),
-			ratio(bs.rss, s.rss), ratio(bs.pss, s.pss))
+		s := shim[e.Name]
+		tab.Row(e.Name, e.shim, mb(s.rss), mb(s.pss), mb(s.priv), fmt.Sprintf("%.0f", s.threads), len(e.idle.shims),
+			stats.RatioOf(bs.rss, s.rss), stats.RatioOf(bs.pss, s.pss))
 	}
 	tab.Print(os.Stdout)
 	fmt.Println("Medians over the processes. RSS: VmRSS; PSS: Pss of smaps_rollup (pages shared by N processes count 1/N); private: Private_Clean + Private_Dirty (what the process alone holds).")
@@ -176,19 +126,14 @@ func report(engines []*eng, cg *engine.CgroupParent) {
 		if e.idle.containers > 0 {
 			per = mb(float64(pss+shims) / float64(e.idle.containers))
 		}
-		tab.Row(e.name, daemons, mb(float64(rss)), mb(float64(pss)), mb(float64(shims)), per)
+		tab.Row(e.Name, daemons, mb(float64(rss)), mb(float64(pss)), mb(float64(shims)), per)
 	}
 	tab.Print(os.Stdout)
 	fmt.Println("engine PSS per container: (daemons' PSS + the shims' PSS) / containers, with the containers idle; the containers' own processes are not counted.")
 	fmt.Println()
 	for _, e := range engines {
 		if e.idle != nil && e.idle.note != "" {
-			fmt.Printf("note: %s: %s\n", e.name, e.idle.note)
-		}
-	}
-	for _, e := range engines {
-		if e.fails > 0 {
-			fmt.Fprintf(os.Stderr, "engine: %s: %d failures; first: %s\n", e.name, e.fails, e.firstErr)
+			fmt.Printf("note: %s: %s\n", e.Name, e.idle.note)
 		}
 	}
 }

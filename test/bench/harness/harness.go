@@ -1,8 +1,11 @@
-// Package harness is the frame the bench commands (test/bench, test/bench/images,
-// test/bench/engine) run in: each runs itself again in a new private mount namespace, so
-// that no mount it makes outlives it, and stops its iterations on SIGINT or SIGTERM to clean
-// up before it exits. It also holds their end-of-run checks for leftovers. It must not
-// measure nor report; the commands own what they run in the frame.
+// Package harness is the frame the bench commands (test/bench, test/bench/images and the
+// engine benches test/bench/engine, test/bench/network, test/bench/build) run in: each runs
+// itself again in a new private mount namespace, so that no mount it makes outlives it, and
+// stops its iterations on SIGINT or SIGTERM to clean up before it exits. It also holds their
+// end-of-run checks for leftovers, and for the engine benches the engines' life (start,
+// the CLI, failures, cleanup) and the run around their measurements (RunEngines), down to
+// the report's head and the failures after it. It must not measure, nor say what a report
+// says; the commands own what they run in the frame.
 package harness
 
 import (

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,65 +23,14 @@ import (
 // eng is one engine under measurement, in its own network namespace, driven through the
 // docker CLI.
 type eng struct {
-	name    string // table column: berth, dockerd
-	cli     string
-	env     []string // the CLI's environment
-	dir     string   // the engine's private directory: all its processes name a path in it
-	netns   string   // its network namespace (a file in dir): "the host" of its containers
-	version string
-	stop    func() int // stops the daemon after the containers are gone; returns leftovers
-	logs    []string   // the daemons' logs, kept (copied next to dir) with -keep
-	pid     int        // the daemon's: its /proc/<pid>/net is the namespace's
+	*harness.Engine
+	netns string // its network namespace (a file in Dir): "the host" of its containers
 
 	// The containers: busybox httpd with the published port, its twin without (for the
 	// direct path), iperf3 -s, and an idle client for container to container; the addresses
 	// on the engine's default bridge of the twin and of iperf3 -s.
 	web, webDirect, iperf, client string
 	webIP, iperfIP                string
-
-	fails    int
-	dropped  bool
-	firstErr string
-}
-
-const maxFailures = 3
-
-// check records a failure; it reports whether err is nil.
-func (e *eng) check(err error, what string) bool {
-	if err == nil {
-		return true
-	}
-	if stopping.Load() {
-		return false // killed by the interrupt: not the engine's failure
-	}
-	e.fails++
-	msg := fmt.Sprintf("%s: %v", what, err)
-	if e.firstErr == "" {
-		e.firstErr = msg
-	}
-	logf("%s: %s", e.name, msg)
-	if e.fails >= maxFailures && !e.dropped {
-		logf("%s: %d failures, dropping it", e.name, e.fails)
-		e.dropped = true
-	}
-	return false
-}
-
-// do runs the CLI with args and returns its standard output (trimmed); the error has its
-// standard error.
-func (e *eng) do(ctx context.Context, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, e.cli, args...)
-	cmd.Env, cmd.Dir = e.env, e.dir
-	cmd.WaitDelay = 5 * time.Second
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		return out.String(), fmt.Errorf("%s %s: %v: %s", filepath.Base(e.cli), strings.Join(args, " "), err,
-			engine.Tail(strings.TrimSpace(errb.String()+" "+out.String()), 1500))
-	}
-	return strings.TrimSpace(out.String()), nil
 }
 
 // hostCmd is a command run in the engine's network namespace, as a process of its "host".
@@ -106,30 +52,30 @@ func (e *eng) hostCmd(ctx context.Context, name string, args ...string) *exec.Cm
 // used: 127.0.0.1 vs BRIDGE-IP). With a connection per request the server's TIME_WAIT
 // sockets then reject (PAWS) the SYNs of the other path, which wait 1 s to retransmit:
 // both paths collapse after a few rounds, an artefact of measuring them on one server.
-func (e *eng) prepare(ctx context.Context, rootfs string) error {
-	if _, err := e.do(ctx, "import", rootfs, image); err != nil {
+func prepare(ctx context.Context, e *eng, rootfs string) error {
+	if _, err := e.Out(ctx, "import", rootfs, image); err != nil {
 		return err
 	}
 	var err error
-	if e.web, err = e.do(ctx, "run", "-d", "--name", "bench-web", "-p", fmt.Sprintf("127.0.0.1:%d:80", httpHostPort),
+	if e.web, err = e.Out(ctx, "run", "-d", "--name", "bench-web", "-p", fmt.Sprintf("127.0.0.1:%d:80", httpHostPort),
 		image, "httpd", "-f", "-p", "80", "-h", "/www"); err != nil {
 		return err
 	}
-	if e.webDirect, err = e.do(ctx, "run", "-d", "--name", "bench-web-direct", image, "httpd", "-f", "-p", "80", "-h", "/www"); err != nil {
+	if e.webDirect, err = e.Out(ctx, "run", "-d", "--name", "bench-web-direct", image, "httpd", "-f", "-p", "80", "-h", "/www"); err != nil {
 		return err
 	}
-	if e.iperf, err = e.do(ctx, "run", "-d", "--name", "bench-iperf", "-p", fmt.Sprintf("127.0.0.1:%d:%d", iperfHostPort, iperfPort),
+	if e.iperf, err = e.Out(ctx, "run", "-d", "--name", "bench-iperf", "-p", fmt.Sprintf("127.0.0.1:%d:%d", iperfHostPort, iperfPort),
 		image, "iperf3", "-s", "-p", strconv.Itoa(iperfPort)); err != nil {
 		return err
 	}
-	if e.client, err = e.do(ctx, "run", "-d", "--name", "bench-client", image, "sleep", "1000000"); err != nil {
+	if e.client, err = e.Out(ctx, "run", "-d", "--name", "bench-client", image, "sleep", "1000000"); err != nil {
 		return err
 	}
 	for _, c := range []struct {
 		id string
 		ip *string
 	}{{e.webDirect, &e.webIP}, {e.iperf, &e.iperfIP}} {
-		ip, err := e.do(ctx, "inspect", "--format", "{{.NetworkSettings.IPAddress}}", c.id)
+		ip, err := e.Out(ctx, "inspect", "--format", "{{.NetworkSettings.IPAddress}}", c.id)
 		if err != nil {
 			return err
 		}
@@ -170,64 +116,30 @@ func (e *eng) probeHTTP(ctx context.Context, url string) error {
 	}
 }
 
-// removeAll removes every container and the image through the engine; it returns the
-// number of containers there were.
-func (e *eng) removeAll() int {
-	ctx := context.Background()
-	ids, err := e.do(ctx, "ps", "--all", "--quiet", "--no-trunc")
-	if err != nil {
-		logf("%s: %v", e.name, err)
-		return 0
+// Cleanup removes the engine's containers and image through it (when its daemon started),
+// and ends it: processes under its directory or in its namespace are leftovers; then the
+// namespace, its mounts and its directory go.
+func (e *eng) Cleanup() int {
+	if e.Stop != nil {
+		e.RemoveAll(image)
 	}
-	n := len(strings.Fields(ids))
-	if n > 0 {
-		if _, err := e.do(ctx, append([]string{"rm", "--force"}, strings.Fields(ids)...)...); err != nil {
-			logf("%s: %v", e.name, err)
-		}
-	}
-	if out, err := e.do(ctx, "images", "--quiet"); err == nil && out != "" {
-		if _, err := e.do(ctx, "rmi", "--force", image); err != nil {
-			logf("%s: %v", e.name, err)
-		}
-	}
-	return n
+	return e.Shutdown(e.removeNetNS)
 }
 
-// cleanup removes the engine's containers and image, stops it, and removes what is left of
-// it: processes under its directory or in its namespace (leftovers), the namespace, its
-// mounts and its directory.
-func (e *eng) cleanup() int {
-	leftovers := 0
-	if e.stop != nil {
-		e.removeAll()
-		leftovers += e.stop()
+// removeNetNS kills what is left in the engine's namespace (docker-proxy and the load
+// generators name no path in Dir: found by namespace) and removes it; it returns the
+// leftovers.
+func (e *eng) removeNetNS() int {
+	if e.netns == "" {
+		return 0
 	}
-	for _, pid := range engine.AwaitProcessesGone(e.dir, 15*time.Second) {
-		logf("LEFTOVER: %s: process %d: %s", e.name, pid, engine.Cmdline(pid))
+	leftovers := 0
+	for _, pid := range awaitNetNSEmpty(e.netns, 10*time.Second) {
+		logf("LEFTOVER: %s: process %d in the engine's network namespace: %s", e.Name, pid, engine.Cmdline(pid))
 		syscall.Kill(pid, syscall.SIGKILL)
 		leftovers++
 	}
-	if e.netns != "" {
-		// docker-proxy and the load generators name no path in dir: find them by namespace.
-		for _, pid := range awaitNetNSEmpty(e.netns, 10*time.Second) {
-			logf("LEFTOVER: %s: process %d in the engine's network namespace: %s", e.name, pid, engine.Cmdline(pid))
-			syscall.Kill(pid, syscall.SIGKILL)
-			leftovers++
-		}
-		if err := network.RemoveNetNS(e.netns); err != nil {
-			logf("LEFTOVER: %v", err)
-			leftovers++
-		}
-	}
-	if *flagKeep {
-		harness.KeepLogs(e.name, e.dir, e.logs, logf)
-	}
-	n := harness.UnmountUnder(e.dir, logf)
-	if n > 0 {
-		logf("LEFTOVER: %s: %d mounts under %s", e.name, n, e.dir)
-	}
-	leftovers += n
-	if err := os.RemoveAll(e.dir); err != nil {
+	if err := network.RemoveNetNS(e.netns); err != nil {
 		logf("LEFTOVER: %v", err)
 		leftovers++
 	}
@@ -277,7 +189,7 @@ func makeNetNS(path string) (err error) {
 // synRetrans is TcpExt TCPSynRetrans of the engine's namespace: the SYNs its clients sent
 // again (1 s after the first, then more), -1 when it cannot be read.
 func (e *eng) synRetrans() int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/netstat", e.pid))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/netstat", e.PID))
 	if err != nil {
 		return -1
 	}
@@ -335,78 +247,13 @@ func awaitNetNSEmpty(path string, timeout time.Duration) []int {
 	}
 }
 
-// daemon starts the engine's daemon, argv, in the engine's namespace (nsenter execs it: the
-// PID is the daemon's), logging to logPath; it returns the stop function (SIGTERM, then
-// SIGKILL after grace) and a channel closed when the daemon exits.
-func (e *eng) daemon(argv []string, logPath string, grace time.Duration) (exited chan struct{}, err error) {
-	lf, err := os.Create(logPath)
+// newEng makes the engine's directory (harness.NewEngine) and namespace.
+func newEng(name, dir, sock string) (*eng, error) {
+	h, err := bench.NewEngine(name, dir, sock)
 	if err != nil {
 		return nil, err
 	}
-	defer lf.Close()
-	cmd := exec.Command("nsenter", append([]string{"--net=" + e.netns, "--"}, argv...)...)
-	cmd.Env = engine.BaseEnv()
-	cmd.Dir = e.dir
-	cmd.Stdout, cmd.Stderr = lf, lf
-	// Its own session, as berthtest starts berthd; SIGTERM if the bench dies.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	exited = make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	e.pid = cmd.Process.Pid
-	e.logs = append(e.logs, logPath)
-	name := filepath.Base(argv[0])
-	e.stop = func() int {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-			return 0
-		case <-time.After(grace):
-			logf("LEFTOVER: %s did not exit %v after SIGTERM: killed it", name, grace)
-			cmd.Process.Kill()
-			<-exited
-			return 1
-		}
-	}
-	return exited, nil
-}
-
-// waitReady runs `docker version --format format` until it answers, for up to timeout.
-func (e *eng) waitReady(ctx context.Context, exited chan struct{}, logPath string, timeout time.Duration, format string) (string, error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		v, err := e.do(ctx, "version", "--format", format)
-		if err == nil {
-			return v, nil
-		}
-		select {
-		case <-exited:
-			b, _ := os.ReadFile(logPath)
-			return "", fmt.Errorf("%s exited at start: %s", e.name, engine.Tail(string(b), 2000))
-		default:
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			b, _ := os.ReadFile(logPath)
-			return "", fmt.Errorf("%s not ready after %v: %v\n%s", e.name, timeout, err, engine.Tail(string(b), 2000))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// newEng makes the engine's directory and namespace.
-func newEng(name, dir, sock string) (*eng, error) {
-	if len(sock) >= 108 {
-		return nil, fmt.Errorf("socket path %s is %d bytes, more than a unix socket takes: use a shorter -workdir", sock, len(sock))
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	e := &eng{
-		name: name, cli: *flagDocker, dir: dir, netns: filepath.Join(dir, "host.netns"),
-		env: engine.BaseEnv("DOCKER_HOST=unix://"+sock, "DOCKER_CONFIG="+filepath.Join(dir, "cli")),
-	}
+	e := &eng{Engine: h, netns: filepath.Join(dir, "host.netns")}
 	if err := makeNetNS(e.netns); err != nil {
 		e.netns = ""
 		return e, fmt.Errorf("network namespace: %w", err)
@@ -416,39 +263,17 @@ func newEng(name, dir, sock string) (*eng, error) {
 
 // --- berthd ---
 
-// startBerth starts a private berthd in its own namespace, the way test/berthtest does (its
-// own data root, exec root, socket and daemon.json with the cgroup parent), from a copy of
-// -bin, and waits for it to answer.
+// startBerth starts a private berthd in its own namespace (harness.Engine.StartBerthd, from
+// a copy of -bin).
 func startBerth(ctx context.Context, dir, cgroupParent string) (*eng, error) {
 	e, err := newEng("berth", dir, filepath.Join(dir, "berth.sock"))
 	if err != nil {
 		return e, err
 	}
-	bin := filepath.Join(dir, "bin")
-	if err := os.MkdirAll(bin, 0o755); err != nil {
+	if err := e.StartBerthd(ctx, harness.BerthOptions{Bin: *flagBin, Docker: *flagDocker, CgroupParent: cgroupParent, NetNS: e.netns}); err != nil {
 		return e, err
 	}
-	for _, b := range []string{"berthd", "berth-shim", "berth-runtime", "berth-init"} {
-		if err := harness.CopyFile(filepath.Join(*flagBin, b), filepath.Join(bin, b)); err != nil {
-			return e, fmt.Errorf("%v (make build first)", err)
-		}
-	}
-	conf := filepath.Join(dir, "daemon.json")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf("{\"cgroup-parent\": %q}\n", cgroupParent)), 0o644); err != nil {
-		return e, err
-	}
-	logPath := filepath.Join(dir, "berthd.log")
-	exited, err := e.daemon([]string{filepath.Join(bin, "berthd"), "-H", "unix://" + filepath.Join(dir, "berth.sock"),
-		"--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "exec"), "--config-file", conf}, logPath, 30*time.Second)
-	if err != nil {
-		return e, err
-	}
-	v, err := e.waitReady(ctx, exited, logPath, 30*time.Second, "{{.Server.Version}} {{.Client.Version}}")
-	if err != nil {
-		return e, err
-	}
-	sv, cv, _ := strings.Cut(v, " ")
-	e.version = fmt.Sprintf("berthd %s (%s), docker CLI %s; ports published in nftables (DNAT, no userland proxy)", sv, *flagBin, cv)
+	e.Version += "; ports published in nftables (DNAT, no userland proxy)"
 	return e, nil
 }
 
@@ -469,14 +294,15 @@ func startDockerd(ctx context.Context, dir, cgroupParent string) (*eng, error) {
 	if err != nil {
 		return e, err
 	}
+	e.CLI = *flagDocker
+	e.Env = engine.BaseEnv("DOCKER_HOST=unix://"+sock, "DOCKER_CONFIG="+filepath.Join(dir, "cli"))
 	conf := filepath.Join(dir, "daemon.json")
 	// The identity key in dir (by default /etc/docker/key.json: other tests watch /etc).
 	b, _ := json.Marshal(map[string]string{"deprecated-key-path": filepath.Join(dir, "key.json"), "bip": *flagBip})
 	if err := os.WriteFile(conf, b, 0o644); err != nil {
 		return e, err
 	}
-	logPath := filepath.Join(dir, "dockerd.log")
-	exited, err := e.daemon([]string{*flagDockerd,
+	d, err := e.StartDaemon([]string{*flagDockerd,
 		"--config-file", conf,
 		"--data-root", filepath.Join(dir, "data"),
 		"--exec-root", filepath.Join(dir, "exec"),
@@ -486,34 +312,16 @@ func startDockerd(ctx context.Context, dir, cgroupParent string) (*eng, error) {
 		"--storage-driver", "overlay2",
 		"--cgroup-parent", cgroupParent,
 		"--iptables=true", "--userland-proxy=true",
-	}, logPath, 40*time.Second)
+	}, filepath.Join(dir, "dockerd.log"), e.netns, 40*time.Second)
 	if err != nil {
 		return e, err
 	}
-	v, err := e.waitReady(ctx, exited, logPath, 60*time.Second, "dockerd {{.Server.Version}} (API {{.Server.APIVersion}}), docker CLI {{.Client.Version}}")
+	v, err := e.WaitReady(ctx, d, 60*time.Second, "dockerd {{.Server.Version}} (API {{.Server.APIVersion}}), docker CLI {{.Client.Version}}")
 	if err != nil {
 		return e, err
 	}
 	proxy, _ := exec.LookPath("docker-proxy")
-	e.version = fmt.Sprintf("%s, %s, %s; bridge docker0 %s, %s, userland proxy on (%s)", v,
-		firstLine(toolVersion("containerd", "--version")), firstLine(toolVersion("runc", "--version")),
-		*flagBip, firstLine(toolVersion("iptables", "--version")), proxy)
+	e.Version = fmt.Sprintf("%s, %s, %s; bridge docker0 %s, %s, userland proxy on (%s)", v,
+		harness.ToolVersion("containerd"), harness.ToolVersion("runc"), *flagBip, harness.ToolVersion("iptables"), proxy)
 	return e, nil
-}
-
-func toolVersion(name string, args ...string) string {
-	out, err := exec.Command(name, args...).Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return name + ": " + strings.TrimSpace(string(ee.Stderr))
-		}
-		return name + ": " + err.Error()
-	}
-	return strings.TrimSpace(string(out))
-}
-
-func firstLine(s string) string {
-	l, _, _ := strings.Cut(s, "\n")
-	return l
 }

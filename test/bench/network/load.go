@@ -63,7 +63,8 @@ func loaderDesc() string {
 // wrkVersion is the first words of `wrk -v` (which exits 1): "wrk debian/4.1.0-3+b2 [epoll]".
 func wrkVersion() string {
 	out, _ := exec.Command(*flagWrk, "-v").CombinedOutput()
-	v, _, _ := strings.Cut(firstLine(string(out)), " Copyright")
+	l, _, _ := strings.Cut(string(out), "\n")
+	v, _, _ := strings.Cut(l, " Copyright")
 	if v = strings.TrimSpace(v); v == "" {
 		return "wrk"
 	}

@@ -4,7 +4,7 @@
 //   - HTTP requests/s: GET /index.html (1 KiB) from busybox httpd (`httpd -f -p 80 -h /www`,
 //     HTTP/1.0: a connection per request) in a container, -c connections for -http-d per
 //     round, through the published port 127.0.0.1:18080, and directly to the address of a
-//     twin container (CONTAINER-IP:80; why a twin: eng.prepare), for each engine; with wrk,
+//     twin container (CONTAINER-IP:80; why a twin: prepare), for each engine; with wrk,
 //     or a Go load loop (-loader);
 //   - bulk TCP throughput: iperf3 -t -tcp-d seconds, one stream, to `iperf3 -s` in a container,
 //     through the published port 127.0.0.1:15201, directly to the container's address, and
@@ -44,18 +44,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime/debug"
-	"slices"
-	"strings"
-	"sync/atomic"
 	"time"
 
 	"berth/test/bench/harness"
-	"berth/test/engine"
 )
 
 const nsEnv = "BERTH_BENCH_NETWORK_IN_NS"
@@ -68,7 +64,7 @@ var (
 	flagTCPD    = flag.Duration("tcp-d", 4*time.Second, "duration of one iperf3 run (whole seconds)")
 	flagLoader  = flag.String("loader", "auto", "HTTP load generator: wrk, go (the Go load loop of the load subcommand), auto (wrk when installed)")
 	flagTools   = flag.String("tools", "berth,dockerd", "engines to measure, comma-separated (berth, dockerd)")
-	flagBin     = flag.String("bin", filepath.Join(repoRoot(), "bin"), "directory with berthd, berth-shim, berth-runtime and berth-init (make build)")
+	flagBin     = flag.String("bin", filepath.Join(harness.RepoRoot(), "bin"), "directory with berthd, berth-shim, berth-runtime and berth-init (make build)")
 	flagDocker  = flag.String("docker", "/usr/local/bin/docker", "docker CLI (28) for berthd and dockerd")
 	flagDockerd = flag.String("dockerd", "dockerd", "dockerd binary")
 	flagIperf   = flag.String("iperf3", "iperf3", "iperf3 binary (the client, and copied with its libraries into the image)")
@@ -88,6 +84,10 @@ const (
 	iperfPort     = 5201
 )
 
+var bench = &harness.Bench{Name: "network", MaxFailures: 3, ErrTail: 1500, ErrSep: " ", Keep: flagKeep}
+
+var logf = bench.Logf
+
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "load" {
 		os.Exit(loadMain(os.Args[2:]))
@@ -95,157 +95,29 @@ func main() {
 	harness.Main(nsEnv, func() int { return harness.Reexec("network", nsEnv) }, inner)
 }
 
-var stopping atomic.Bool
-
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "network: "+format+"\n", args...)
-}
-
 func inner() int {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	harness.OnInterrupt("network", func() {
-		stopping.Store(true)
-		cancel()
+	return harness.RunEngines(bench, harness.Engines[*eng, string]{
+		Tools: *flagTools, Workdir: *flagWorkdir, Prefix: "bbn-",
+		Check: func() (err error) {
+			if *flagN < 1 || *flagConns < 1 || *flagHTTPD < time.Second || *flagTCPD < time.Second {
+				return errors.New("-n and -c must be at least 1, -http-d and -tcp-d at least 1s")
+			}
+			if loader, err = pickLoader(); err != nil {
+				return err
+			}
+			if _, err := lookIperf(); err != nil {
+				return fmt.Errorf("iperf3: %v (apt-get install -y iperf3)", err)
+			}
+			return nil
+		},
+		Inputs: rootfsTar, InputsWhat: "rootfs",
+		Start:   map[string]harness.Start[*eng]{"berth": startBerth, "dockerd": startDockerd},
+		Prepare: prepare,
+		Measure: func(ctx context.Context, live []*eng, _ string) {
+			measureHTTP(ctx, live)
+			measureTCP(ctx, live)
+		},
+		Report: report,
+		What:   "network bench", N: *flagN, Warmup: *flagWarmup,
 	})
-
-	var names []string
-	for _, name := range strings.Split(*flagTools, ",") {
-		switch name = strings.TrimSpace(name); name {
-		case "berth":
-		case "docker", "dockerd":
-			name = "dockerd"
-		case "":
-			continue
-		default:
-			logf("-tools: unknown engine %q (want berth, dockerd)", name)
-			return 2
-		}
-		if !slices.Contains(names, name) {
-			names = append(names, name)
-		}
-	}
-	if len(names) == 0 {
-		logf("no engine to measure")
-		return 2
-	}
-	if *flagN < 1 || *flagConns < 1 || *flagHTTPD < time.Second || *flagTCPD < time.Second {
-		logf("-n and -c must be at least 1, -http-d and -tcp-d at least 1s")
-		return 2
-	}
-	ld, err := pickLoader()
-	if err != nil {
-		logf("%v", err)
-		return 2
-	}
-	loader = ld
-	if _, err := lookIperf(); err != nil {
-		logf("iperf3: %v (apt-get install -y iperf3)", err)
-		return 2
-	}
-
-	work, cg, before, unlock, err := harness.Begin(*flagWorkdir, "bbn-", fmt.Sprintf("berth-bench-network-%d", os.Getpid()), slices.Contains(names, "dockerd"), logf)
-	if err != nil {
-		logf("%v", err)
-		return 2
-	}
-	defer unlock()
-
-	leftovers := 0
-	failed := false
-	var engines []*eng
-	rootfs, err := rootfsTar(work)
-	if err != nil {
-		logf("rootfs: %v", err)
-		failed = true
-	}
-	for _, name := range names {
-		if err != nil || stopping.Load() {
-			break
-		}
-		var e *eng
-		var serr error
-		switch name {
-		case "berth":
-			e, serr = startBerth(ctx, filepath.Join(work, "berth"), cg.Path+"/berth")
-		case "dockerd":
-			e, serr = startDockerd(ctx, filepath.Join(work, "docker"), cg.Path+"/docker")
-		}
-		if e != nil {
-			engines = append(engines, e)
-		}
-		if serr == nil {
-			serr = e.prepare(ctx, rootfs)
-		}
-		if serr != nil {
-			logf("%s: %v (skipped)", name, serr)
-			if e != nil {
-				e.dropped = true
-				e.firstErr = serr.Error()
-			}
-			failed = true
-		}
-	}
-
-	if !stopping.Load() && !run(ctx, engines, cg) {
-		failed = true
-	}
-
-	for _, e := range engines {
-		leftovers += e.cleanup()
-	}
-	leftovers += harness.Sweep(work, *flagKeep, before, cg, logf)
-	for _, e := range engines {
-		if e.dropped {
-			failed = true
-		}
-	}
-	if leftovers > 0 || stopping.Load() || failed {
-		return 1
-	}
-	return 0
-}
-
-// run measures the engines that started and prints the report; a panic is reported (false)
-// so that the caller still cleans up.
-func run(ctx context.Context, engines []*eng, cg *engine.CgroupParent) (ok bool) {
-	defer func() {
-		if p := recover(); p != nil {
-			logf("panic: %v\n%s", p, debug.Stack())
-			ok = false
-		}
-	}()
-	var live []*eng
-	for _, e := range engines {
-		if !e.dropped {
-			live = append(live, e)
-		}
-	}
-	if len(live) == 0 {
-		logf("no engine to measure")
-		return false
-	}
-	loadStart = loadavg()
-	measureHTTP(ctx, live)
-	measureTCP(ctx, live)
-	if stopping.Load() {
-		return false
-	}
-	report(engines, cg)
-	return true
-}
-
-// repoRoot is the repository this command was built from (for the default -bin).
-func repoRoot() string {
-	if wd, err := os.Getwd(); err == nil {
-		for d := wd; ; d = filepath.Dir(d) {
-			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-				return d
-			}
-			if filepath.Dir(d) == d {
-				break
-			}
-		}
-	}
-	return "."
 }

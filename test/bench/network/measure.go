@@ -6,10 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"os/exec"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"berth/test/bench/harness"
 )
 
 // The paths measured in every engine.
@@ -46,27 +47,26 @@ func (s *sample) add(i int, v float64) {
 var httpSamples, tcpSamples = map[string]map[string]*sample{}, map[string]map[string]*sample{}
 
 func sampleOf(m map[string]map[string]*sample, e *eng, path string) *sample {
-	if m[e.name] == nil {
-		m[e.name] = map[string]*sample{}
+	if m[e.Name] == nil {
+		m[e.Name] = map[string]*sample{}
 	}
-	if m[e.name][path] == nil {
-		m[e.name][path] = &sample{e: e, path: path}
+	if m[e.Name][path] == nil {
+		m[e.Name][path] = &sample{e: e, path: path}
 	}
-	return m[e.name][path]
+	return m[e.Name][path]
 }
 
 // rounds runs fn once per sample, -warmup + -n times, in an order that rotates per round;
 // round is the round's number (negative in the warm-up), measured whether it counts.
 func rounds(what string, samples []*sample, fn func(s *sample, round int, measured bool)) {
 	total := *flagWarmup + *flagN
-	for i := 0; i < total && !stopping.Load(); i++ {
-		k := i % len(samples)
-		for _, s := range append(slices.Clone(samples[k:]), samples[:k]...) {
-			if !s.e.dropped && !stopping.Load() {
+	for i := 0; i < total && !bench.Stopping(); i++ {
+		for _, s := range harness.Rotated(samples, i) {
+			if !s.e.Dropped && !bench.Stopping() {
 				fn(s, i-*flagWarmup, i >= *flagWarmup)
 			}
 		}
-		if stopping.Load() {
+		if bench.Stopping() {
 			return
 		}
 		logf("%s: round %d/%d", what, i+1, total)
@@ -96,7 +96,7 @@ func measureHTTP(ctx context.Context, engines []*eng) {
 		if err == nil && r.Requests == 0 {
 			err = fmt.Errorf("GET %s: no request completed in %v (%d errors)", url, d, r.Errors)
 		}
-		if !s.e.check(err, "http "+s.path) || !measured {
+		if !s.e.Check(err, "http "+s.path) || !measured {
 			return
 		}
 		s.add(round, r.RPS)
@@ -117,7 +117,7 @@ func measureTCP(ctx context.Context, engines []*eng) {
 			secs = min(secs, 2)
 		}
 		bps, err := iperf(ctx, s.e, s.path, secs)
-		if s.e.check(err, "iperf3 "+s.path) && measured {
+		if s.e.Check(err, "iperf3 "+s.path) && measured {
 			s.add(round, bps/1e9)
 		}
 	})
@@ -153,9 +153,7 @@ func iperfOnce(ctx context.Context, e *eng, path string, secs int) (bps float64,
 	case direct:
 		cmd = e.hostCmd(ctx, *flagIperf, append([]string{"-c", e.iperfIP, "-p", strconv.Itoa(iperfPort)}, args...)...)
 	case c2c:
-		cmd = exec.CommandContext(ctx, e.cli, append([]string{"exec", e.client, "iperf3", "-c", e.iperfIP, "-p", strconv.Itoa(iperfPort)}, args...)...)
-		cmd.Env, cmd.Dir = e.env, e.dir
-		cmd.WaitDelay = 5 * time.Second
+		cmd = e.Command(ctx, append([]string{"exec", e.client, "iperf3", "-c", e.iperfIP, "-p", strconv.Itoa(iperfPort)}, args...)...)
 	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

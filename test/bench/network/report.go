@@ -4,32 +4,11 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"strings"
 
+	"berth/test/bench/harness"
 	"berth/test/bench/stats"
 	"berth/test/engine"
 )
-
-// median is the median of xs (the mean of the middle two for an even count), 0 when empty.
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 0 {
-		return (s[len(s)/2-1] + s[len(s)/2]) / 2
-	}
-	return s[len(s)/2]
-}
-
-// ratio is a/b ("%.2f"), n/a when either is missing.
-func ratio(a, b float64) string {
-	if a == 0 || b == 0 {
-		return "n/a"
-	}
-	return fmt.Sprintf("%.2f", a/b)
-}
 
 // atLeast is num/den ("%.3f") and whether it is at least min: "0.983 (>= 0.95: met)".
 func atLeast(num, den, min float64) string {
@@ -55,30 +34,10 @@ func ahead(num, den float64) string {
 	return fmt.Sprintf("%.2f (> 1: %s)", num/den, verdict)
 }
 
-// loadStart is the load average when the measurements started.
-var loadStart string
-
-func loadavg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-func report(engines []*eng, cg *engine.CgroupParent) {
-	fmt.Printf("%s\n\n", stats.Title("network bench", *flagN, *flagWarmup))
-	for _, e := range engines {
-		v := e.version
-		if e.firstErr != "" {
-			v += "; " + e.firstErr
-		}
-		fmt.Printf("- %s: %s\n", e.name, v)
-	}
-	fmt.Printf("- load average (1, 5, 15 min) at the start: %s, at the end: %s\n", loadStart, loadavg())
+// report is the report's body, after its head (harness.RunEngines).
+func report(engines []*eng, _ string, cg *engine.CgroupParent) {
 	fmt.Printf("- each engine in a network namespace of its own (its \"host\", lo only), containers on its default bridge, cgroups under %s/<engine>; image %s: the busybox-static root filesystem of test/berthtest with /www/index.html (%d bytes) and %s, imported in each engine\n",
-		cg.Path, image, indexSize, firstLine(toolVersion(*flagIperf, "--version")))
+		cg.Path, image, indexSize, harness.ToolVersion(*flagIperf))
 	fmt.Printf("- HTTP: GET /index.html from busybox httpd (`httpd -f -p 80 -h /www`: HTTP/1.0, a connection per request), %v per run from the engine's namespace with %s\n",
 		*flagHTTPD, loaderDesc())
 	fmt.Printf("- TCP: iperf3 client -> `iperf3 -s` in a container, one stream, %d s per run, Gbit/s received; container to container: `docker exec` of the client in a second container on the same bridge\n\n",
@@ -91,28 +50,28 @@ func report(engines []*eng, cg *engine.CgroupParent) {
 			if s == nil || len(s.vals) == 0 {
 				return 0, "n/a", ""
 			}
-			return median(s.vals), fmt.Sprintf(format, median(s.vals)),
+			return stats.MedianOf(s.vals), fmt.Sprintf(format, stats.MedianOf(s.vals)),
 				fmt.Sprintf(format+"-"+format, slices.Min(s.vals), slices.Max(s.vals))
 		}
 		for _, r := range rows {
 			bm, b, br := cell("berth", r[1])
 			dm, d, dr := cell("dockerd", r[1])
-			tab.Row(r[0], b, br, d, dr, ratio(bm, dm))
+			tab.Row(r[0], b, br, d, dr, stats.RatioOf(bm, dm))
 		}
 		pd := func(name string) string {
-			return ratio(median(vals(samples, name, published)), median(vals(samples, name, direct)))
+			return stats.RatioOf(stats.MedianOf(vals(samples, name, published)), stats.MedianOf(vals(samples, name, direct)))
 		}
 		tab.Row("published/direct", pd("berth"), "", pd("dockerd"), "", "")
 		tab.Print(os.Stdout)
 	}
 	goals := func(what string, samples map[string]map[string]*sample) {
-		bp, bd := median(vals(samples, "berth", published)), median(vals(samples, "berth", direct))
-		dp, dd := median(vals(samples, "dockerd", published)), median(vals(samples, "dockerd", direct))
+		bp, bd := stats.MedianOf(vals(samples, "berth", published)), stats.MedianOf(vals(samples, "berth", direct))
+		dp, dd := stats.MedianOf(vals(samples, "dockerd", published)), stats.MedianOf(vals(samples, "dockerd", direct))
 		fmt.Printf("per-round ratios (median over the rounds of the ratio within a round): berth published/direct = %s, dockerd published/direct = %s, berth/dockerd published = %s, berth/dockerd direct = %s\n\n",
 			paired(samples, "berth", published, "berth", direct), paired(samples, "dockerd", published, "dockerd", direct),
 			paired(samples, "berth", published, "dockerd", published), paired(samples, "berth", direct, "dockerd", direct))
 		fmt.Printf("goal (%s): berth published/direct = %s; berth published/dockerd published = %s (dockerd published/direct = %s)\n\n",
-			what, atLeast(bp, bd, 0.95), ahead(bp, dp), ratio(dp, dd))
+			what, atLeast(bp, bd, 0.95), ahead(bp, dp), stats.RatioOf(dp, dd))
 	}
 
 	fmt.Printf("## HTTP requests/s (medians over %d rounds of %v)\n\n", *flagN, *flagHTTPD)
@@ -123,11 +82,11 @@ func report(engines []*eng, cg *engine.CgroupParent) {
 	goals("HTTP", httpSamples)
 	for _, e := range engines {
 		for _, p := range []string{published, direct} {
-			if s := httpSamples[e.name][p]; s != nil && s.errs > 0 {
-				fmt.Printf("note: %s %s: %d failed requests in the measured rounds\n\n", e.name, p, s.errs)
+			if s := httpSamples[e.Name][p]; s != nil && s.errs > 0 {
+				fmt.Printf("note: %s %s: %d failed requests in the measured rounds\n\n", e.Name, p, s.errs)
 			}
-			if s := httpSamples[e.name][p]; s != nil && s.syn > 0 {
-				fmt.Printf("note: %s %s: %d SYNs retransmitted in the measured rounds (a connection that waited 1 s or more each)\n\n", e.name, p, s.syn)
+			if s := httpSamples[e.Name][p]; s != nil && s.syn > 0 {
+				fmt.Printf("note: %s %s: %d SYNs retransmitted in the measured rounds (a connection that waited 1 s or more each)\n\n", e.Name, p, s.syn)
 			}
 		}
 	}
@@ -139,12 +98,6 @@ func report(engines []*eng, cg *engine.CgroupParent) {
 		{"container to container, same bridge", c2c},
 	}, "%.2f")
 	goals("TCP", tcpSamples)
-
-	for _, e := range engines {
-		if e.fails > 0 {
-			fmt.Fprintf(os.Stderr, "network: %s: %d failures; first: %s\n", e.name, e.fails, e.firstErr)
-		}
-	}
 }
 
 // paired is the median over the rounds of a's value over b's in the same round ("%.2f"),
@@ -163,7 +116,7 @@ func paired(samples map[string]map[string]*sample, aName, aPath, bName, bPath st
 	if len(rs) == 0 {
 		return "n/a"
 	}
-	return fmt.Sprintf("%.2f", median(rs))
+	return fmt.Sprintf("%.2f", stats.MedianOf(rs))
 }
 
 func vals(samples map[string]map[string]*sample, name, path string) []float64 {

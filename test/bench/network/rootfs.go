@@ -6,40 +6,27 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"testing"
 
-	"berth/test/imagetest"
+	"berth/test/bench/harness"
 )
 
 // indexSize is the size of /www/index.html, the file the web server serves.
 const indexSize = 1024
 
 // rootfsTar writes the bench's root filesystem to dir/rootfs.tar and returns its path: the
-// busybox-static root filesystem of test/berthtest.BusyboxTar (imagetest.BusyboxRootfs),
-// with /www/index.html for httpd, and iperf3 with the shared libraries and the dynamic
-// loader `ldd` lists for it; then GNU tar.
-func rootfsTar(dir string) (path string, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("%v", p)
+// busybox-static root filesystem of test/berthtest.BusyboxTar (harness.BusyboxTar), with
+// /www/index.html for httpd, and iperf3 with the shared libraries and the dynamic loader
+// `ldd` lists for it.
+func rootfsTar(dir string) (string, error) {
+	return harness.BusyboxTar(dir, func(root string) error {
+		if err := os.MkdirAll(filepath.Join(root, "www"), 0o755); err != nil {
+			return err
 		}
-	}()
-	root := filepath.Join(dir, "rootfs")
-	defer os.RemoveAll(root)
-	path = filepath.Join(dir, "rootfs.tar")
-	var t failer
-	imagetest.BusyboxRootfs(t, root)
-	if err := os.MkdirAll(filepath.Join(root, "www"), 0o755); err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(root, "www/index.html"), indexHTML(), 0o644); err != nil {
-		return "", err
-	}
-	if err := addIperf(root); err != nil {
-		return "", err
-	}
-	imagetest.TarDir(t, root, path)
-	return path, nil
+		if err := os.WriteFile(filepath.Join(root, "www/index.html"), indexHTML(), 0o644); err != nil {
+			return err
+		}
+		return addIperf(root)
+	})
 }
 
 // indexHTML is a page of indexSize bytes.
@@ -82,11 +69,3 @@ func addIperf(root string) error {
 	}
 	return nil
 }
-
-// failer is the testing.TB that test/imagetest's helpers take, outside a test: a failure
-// panics (rootfsTar recovers it into an error). The helpers call no other method.
-type failer struct{ testing.TB }
-
-func (failer) Helper()                      {}
-func (failer) Fatal(args ...any)            { panic(fmt.Sprint(args...)) }
-func (failer) Fatalf(f string, args ...any) { panic(fmt.Sprintf(f, args...)) }

@@ -1,12 +1,13 @@
-// Package stats turns the durations the bench commands (test/bench, test/bench/images)
-// measure into the numbers and tables of their reports: nearest-rank quantiles, ratios of
-// medians, the title line with the machine, markdown tables. It must not measure, nor
-// decide what a report says.
+// Package stats turns the durations and values the bench commands (test/bench,
+// test/bench/images, the engine benches) measure into the numbers and tables of their
+// reports: nearest-rank quantiles, medians, ratios of medians, the title line with the
+// machine and its load, markdown tables. It must not measure, nor decide what a report says.
 package stats
 
 import (
 	"fmt"
 	"io"
+	"os"
 	goruntime "runtime"
 	"slices"
 	"strings"
@@ -39,6 +40,47 @@ func Ratio(a, b []time.Duration, none string) string {
 		return none
 	}
 	return fmt.Sprintf("%.2f", float64(Median(a))/float64(Median(b)))
+}
+
+// Millis is the q-quantile of ds in milliseconds, with prec decimals; n/a when there is none.
+func Millis(ds []time.Duration, q float64, prec int) string {
+	if len(ds) == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.*f", prec, float64(Quantile(ds, q))/1e6)
+}
+
+// MedianOf is the median of xs (the mean of the middle two for an even count), as Median
+// is for durations; 0 when there is none.
+func MedianOf[T int64 | float64](xs []T) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 0 {
+		return float64(s[len(s)/2-1]+s[len(s)/2]) / 2
+	}
+	return float64(s[len(s)/2])
+}
+
+// RatioOf is a/b ("%.2f"), n/a when either is missing (0).
+func RatioOf(a, b float64) string {
+	if a == 0 || b == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f", a/b)
+}
+
+// LoadAvg is the machine's load average over 1, 5 and 15 minutes ("0.52 0.61 0.70"), "?"
+// when it cannot be read.
+func LoadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 // Title is a report's first line: "# berth <what>: N=<n> (after <warmup> warm-up), kernel

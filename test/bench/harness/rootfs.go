@@ -1,4 +1,4 @@
-package main
+package harness
 
 import (
 	"fmt"
@@ -9,9 +9,10 @@ import (
 	"berth/test/imagetest"
 )
 
-// rootfsTar writes the busybox-static root filesystem of test/berthtest.BusyboxTar
-// (imagetest.BusyboxRootfs, then GNU tar) to dir/rootfs.tar and returns its path.
-func rootfsTar(dir string) (path string, err error) {
+// BusyboxTar writes the busybox-static root filesystem of test/berthtest.BusyboxTar
+// (imagetest.BusyboxRootfs), with what add (when not nil) puts into it, to dir/rootfs.tar
+// (GNU tar) and returns its path: the image the engine benches import.
+func BusyboxTar(dir string, add func(root string) error) (path string, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("%v", p)
@@ -22,12 +23,17 @@ func rootfsTar(dir string) (path string, err error) {
 	path = filepath.Join(dir, "rootfs.tar")
 	var t failer
 	imagetest.BusyboxRootfs(t, root)
+	if add != nil {
+		if err := add(root); err != nil {
+			return "", err
+		}
+	}
 	imagetest.TarDir(t, root, path)
 	return path, nil
 }
 
 // failer is the testing.TB that test/imagetest's helpers take, outside a test: a failure
-// panics (rootfsTar recovers it into an error). The helpers call no other method.
+// panics (BusyboxTar recovers it into an error). The helpers call no other method.
 type failer struct{ testing.TB }
 
 func (failer) Helper()                      {}
