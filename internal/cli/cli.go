@@ -214,6 +214,7 @@ func (c *CLI) rootCommand() *cobra.Command {
 		// Management commands.
 		c.newContainerCommand(), c.newImageCommand(), c.newVolumeCommand(),
 		c.newNetworkCommand(), c.newSystemCommand(),
+		c.newRegistryCommand(),
 	)
 	for _, sub := range root.Commands() {
 		setFlagErrors(sub)
