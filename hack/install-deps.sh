@@ -7,7 +7,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
 PKGS=(build-essential pkg-config busybox-static runc crun
-	podman docker.io docker-compose skopeo umoci curl iproute2 nftables util-linux ca-certificates git
+	podman docker.io docker-compose docker-registry skopeo umoci curl iproute2 nftables util-linux ca-certificates git
 	bzip2 xz-utils zstd
 	# `make bench` images: the image is built with debootstrap; the tools write to a loop ext4.
 	debootstrap e2fsprogs

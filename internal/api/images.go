@@ -5,17 +5,22 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/containerd/platforms"
 	"github.com/distribution/reference"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/events"
 	imagetypes "github.com/moby/moby/api/types/image"
+	"github.com/moby/moby/api/types/jsonstream"
+	registrytypes "github.com/moby/moby/api/types/registry"
 	"github.com/moby/moby/api/types/storage"
 
 	"berth/internal/daemon"
 	"berth/internal/errdefs"
 	"berth/internal/image"
+	"berth/internal/registry"
 )
 
 func (s *Server) imageRoutes() {
@@ -371,9 +376,79 @@ func (s *Server) createImage(w http.ResponseWriter, r *request) error {
 		if err != nil {
 			return errdefs.InvalidWrap(err, "invalid reference format")
 		}
-		return errdefs.NotFound("pull access denied for %s: berth has no registry client yet, load or import the image instead", reference.FamiliarString(ref))
+		return s.pullImage(w, r, ref)
 	}
 	return errdefs.Invalid("fromSrc or fromImage is required")
+}
+
+// pullMessage is a message of a pull's JSON progress stream (the docker CLI draws the
+// bars from progressDetail).
+type pullMessage struct {
+	Status         string               `json:"status,omitempty"`
+	ID             string               `json:"id,omitempty"`
+	ProgressDetail *jsonstream.Progress `json:"progressDetail,omitempty"`
+	Error          string               `json:"error,omitempty"`
+	ErrorDetail    *errorMessage        `json:"errorDetail,omitempty"`
+}
+
+// pullImage is POST /images/create?fromImage=: the pull's progress as dockerd streams
+// it. Errors before the first layer (no such image, access denied) are HTTP errors; later
+// ones end the stream.
+func (s *Server) pullImage(w http.ResponseWriter, r *request, ref reference.Named) error {
+	if pl := r.URL.Query().Get("platform"); pl != "" {
+		want, err := platforms.Parse(pl)
+		if err != nil {
+			return errdefs.InvalidWrap(err, "platform")
+		}
+		if !platforms.Default().Match(want) {
+			return errdefs.Invalid("berth pulls images for this machine's platform (%s) only, not %s", platforms.DefaultString(), pl)
+		}
+	}
+	creds, err := registry.DecodeAuthConfig(r.Header.Get(registrytypes.AuthHeader))
+	if err != nil {
+		return err
+	}
+	tag := "latest"
+	switch t := ref.(type) {
+	case reference.Canonical:
+		tag = t.Digest().String()
+	case reference.Tagged:
+		tag = t.Tag()
+	}
+	p := newProgress(w)
+	var mu sync.Mutex
+	send := func(m pullMessage) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !p.started {
+			p.send(pullMessage{Status: "Pulling from " + reference.Path(ref), ID: tag})
+		}
+		p.send(m)
+	}
+	res, err := s.d.PullImage(r.Context(), ref, creds, func(e image.PullProgress) {
+		m := pullMessage{Status: e.Status, ID: e.ID}
+		if e.Status == "Downloading" {
+			m.ProgressDetail = &jsonstream.Progress{Current: e.Current, Total: e.Total}
+		}
+		send(m)
+	})
+	if err != nil {
+		mu.Lock()
+		started := p.started
+		mu.Unlock()
+		if !started {
+			return err
+		}
+		send(pullMessage{Error: err.Error(), ErrorDetail: &errorMessage{Message: err.Error()}})
+		return nil
+	}
+	send(pullMessage{Status: "Digest: " + res.Digest.String()})
+	if res.Updated {
+		send(pullMessage{Status: "Status: Downloaded newer image for " + reference.FamiliarString(ref)})
+	} else {
+		send(pullMessage{Status: "Status: Image is up to date for " + reference.FamiliarString(ref)})
+	}
+	return nil
 }
 
 func (s *Server) pruneImages(w http.ResponseWriter, r *request) error {

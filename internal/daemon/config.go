@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 
 	units "github.com/docker/go-units"
 )
@@ -51,6 +54,14 @@ type Config struct {
 	DNSOpts   []string `json:"dns-opts,omitempty"`
 	// IP is the default host address of published ports (0.0.0.0).
 	IP string `json:"ip,omitempty"`
+
+	// InsecureRegistries are registries pulled from over plain HTTP (or HTTPS without
+	// certificate verification when they offer it): "host:port", "host" or a CIDR.
+	// localhost and 127.0.0.0/8 are always insecure, as with dockerd.
+	InsecureRegistries []string `json:"insecure-registries,omitempty"`
+	// RegistryMirrors are accepted (dockerd's key) and checked, but not used yet: pulls
+	// from Docker Hub go to Docker Hub.
+	RegistryMirrors []string `json:"registry-mirrors,omitempty"`
 
 	// Binaries, found next to berthd's own executable unless set (not in daemon.json).
 	ShimBinary    string `json:"-"`
@@ -95,7 +106,7 @@ func LoadConfigFile(path string, optional bool) (*Config, error) {
 		return nil, fmt.Errorf("unable to configure the daemon with file %s: %w", path, err)
 	}
 	known := map[string]bool{}
-	for _, k := range []string{"hosts", "data-root", "exec-root", "debug", "log-driver", "log-opts", "cgroup-parent", "default-shm-size", "shutdown-timeout", "bridge", "bip", "mtu", "default-address-pools", "dns", "dns-search", "dns-opts", "ip"} {
+	for _, k := range []string{"hosts", "data-root", "exec-root", "debug", "log-driver", "log-opts", "cgroup-parent", "default-shm-size", "shutdown-timeout", "bridge", "bip", "mtu", "default-address-pools", "dns", "dns-search", "dns-opts", "ip", "insecure-registries", "registry-mirrors"} {
 		known[k] = true
 	}
 	var unknown []string
@@ -143,6 +154,9 @@ func (c *Config) fill() error {
 		if _, err := units.RAMInBytes(c.DefaultShmSize); err != nil {
 			return fmt.Errorf("default-shm-size: %w", err)
 		}
+	}
+	if err := checkRegistries(c.InsecureRegistries, c.RegistryMirrors); err != nil {
+		return err
 	}
 	if c.BIP != "" {
 		if p, err := netip.ParsePrefix(c.BIP); err != nil || !p.Addr().Is4() {
@@ -215,6 +229,29 @@ func checkLogConfig(driver string, opts map[string]string) error {
 			}
 		default:
 			return fmt.Errorf("unknown log opt '%s' for %s log driver", k, driver)
+		}
+	}
+	return nil
+}
+
+// checkRegistries checks insecure-registries ("host[:port]" or a CIDR, no scheme or
+// path) and registry-mirrors (http or https URLs), as dockerd does.
+func checkRegistries(insecure, mirrors []string) error {
+	for _, r := range insecure {
+		if strings.Contains(r, "://") {
+			return fmt.Errorf("insecure-registries: %q: give the registry as host[:port] or a CIDR, without a scheme", r)
+		}
+		if _, _, err := net.ParseCIDR(r); err == nil {
+			continue
+		}
+		if r == "" || strings.ContainsAny(r, "/ ") {
+			return fmt.Errorf("insecure-registries: %q is not a host[:port] or a CIDR", r)
+		}
+	}
+	for _, m := range mirrors {
+		u, err := url.Parse(m)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("registry-mirrors: %q: want an http or https URL", m)
 		}
 	}
 	return nil

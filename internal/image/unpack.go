@@ -43,7 +43,10 @@ func (p *pending) id() digest.Digest { return p.manifest.Config.Digest }
 // op is one operation that adds content: it remembers the blobs it created
 // so that a failure can take them back.
 type op struct {
-	s       *Store
+	s *Store
+	// mu guards created where an operation stores blobs from several
+	// goroutines (pull).
+	mu      sync.Mutex
 	created []digest.Digest
 	// early, during a load, unpacks layer blobs as they arrive.
 	early *early
