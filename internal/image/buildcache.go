@@ -179,59 +179,11 @@ func (s *Store) CreateFromState(ctx context.Context, st *BuildState, names []str
 		if ext.Healthcheck != nil || len(ext.OnBuild) > 0 || len(ext.Shell) > 0 {
 			p.ext = &ext
 		}
-		if err := o.finish(ctx, p, cfg.Layers); err != nil {
-			return err
-		}
-		ims, err := o.record([]*pending{p})
-		if err == nil {
-			im = ims[0]
-		}
+		var err error
+		im, err = o.finishOne(ctx, p, cfg.Layers)
 		return err
 	})
 	return im, err
-}
-
-// BuildCacheUsage is the number of cache entries and the bytes of the layers that only
-// the cache keeps (no image uses them).
-func (s *Store) BuildCacheUsage() (entries int, size int64, err error) {
-	s.opMu.RLock()
-	defer s.opMu.RUnlock()
-	inImages := map[digest.Digest]bool{}
-	inCache := map[digest.Digest]bool{}
-	err = s.db.View(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketImages).ForEach(func(k, _ []byte) error {
-			im, err := s.get(tx, digest.Digest(k))
-			if err != nil {
-				return nil
-			}
-			for _, c := range im.ChainIDs {
-				inImages[c] = true
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketBuildCache).ForEach(func(_, v []byte) error {
-			var e cacheEntry
-			if err := json.Unmarshal(v, &e); err != nil {
-				return nil
-			}
-			entries++
-			for _, c := range snapshot.ChainIDs(e.State.Config.RootFS.DiffIDs) {
-				inCache[c] = true
-			}
-			return nil
-		})
-	})
-	for c := range inCache {
-		if inImages[c] {
-			continue
-		}
-		if l, err := s.Snaps.Layer(c); err == nil {
-			size += l.Size
-		}
-	}
-	return entries, size, err
 }
 
 // PruneBuildCache drops build cache entries (all of them, or those not used for longer

@@ -108,13 +108,7 @@ func (s *Store) Commit(ctx context.Context, opts CommitOptions) (*Image, error) 
 			p.parent = base.ID
 		}
 		p.refs = refs
-		if err := o.finish(ctx, p, append(layers, layer)); err != nil {
-			return err
-		}
-		ims, err := o.record([]*pending{p})
-		if err == nil {
-			im = ims[0]
-		}
+		im, err = o.finishOne(ctx, p, append(layers, layer))
 		return err
 	})
 	return im, err

@@ -57,13 +57,7 @@ func (s *Store) Import(ctx context.Context, r io.Reader, opts ImportOptions) (*I
 			History:  []ocispec.History{{Created: &now, Comment: msg}},
 		}}
 		p.refs = refs
-		if err := o.finish(ctx, p, []ocispec.Descriptor{layer}); err != nil {
-			return err
-		}
-		ims, err := o.record([]*pending{p})
-		if err == nil {
-			im = ims[0]
-		}
+		im, err = o.finishOne(ctx, p, []ocispec.Descriptor{layer})
 		return err
 	})
 	return im, err
@@ -84,6 +78,18 @@ func (o *op) finish(ctx context.Context, p *pending, layers []ocispec.Descriptor
 		return err
 	}
 	return o.unpack(ctx, []*pending{p})
+}
+
+// finishOne finishes one new image (finish) and records it.
+func (o *op) finishOne(ctx context.Context, p *pending, layers []ocispec.Descriptor) (*Image, error) {
+	if err := o.finish(ctx, p, layers); err != nil {
+		return nil, err
+	}
+	ims, err := o.record([]*pending{p})
+	if err != nil {
+		return nil, err
+	}
+	return ims[0], nil
 }
 
 // layerFromTar stores a tar stream, decompressed, as a layer blob while
