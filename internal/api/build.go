@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/distribution/reference"
@@ -177,9 +178,9 @@ func (s *Server) extractContext(r *request) (string, error) {
 			return dir, nil // no context at all
 		}
 		os.RemoveAll(dir)
-		var errno interface{ Timeout() bool }
-		if errors.As(err, &errno) {
-			return "", err
+		var errno syscall.Errno
+		if errors.As(err, &errno) || r.Context().Err() != nil {
+			return "", err // the host's failure (ENOSPC) or the client's, not bad input
 		}
 		return "", errdefs.InvalidWrap(err, "read the build context")
 	}

@@ -24,6 +24,7 @@ import (
 	"strings"
 	"time"
 
+	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
@@ -137,12 +138,10 @@ func (bd *Builder) Build(ctx context.Context, o Options, out io.Writer) (*Result
 	}
 	b := &build{
 		bd: bd, o: o, out: out, file: filepath.Base(name),
-		lex:       shell.NewLex(res.EscapeToken),
-		stages:    stages,
-		results:   map[int]*stageResult{},
-		usedArgs:  map[string]bool{},
-		ignore:    nil,
-		sourceDir: o.ContextDir,
+		lex:      shell.NewLex(res.EscapeToken),
+		stages:   stages,
+		results:  map[int]*stageResult{},
+		usedArgs: map[string]bool{},
 	}
 	if ex, err := buildctx.ReadDockerignore(o.ContextDir); err != nil {
 		return nil, errdefs.InvalidWrap(err, ".dockerignore")
@@ -199,9 +198,9 @@ func readDockerfile(dir, name string) ([]byte, error) {
 	if filepath.IsAbs(name) || !filepath.IsLocal(filepath.Clean(name)) {
 		return nil, errdefs.Invalid("the Dockerfile (%s) must be within the build context", name)
 	}
-	p, err := inContext(dir, name)
+	p, err := securejoin.SecureJoin(dir, name)
 	if err != nil {
-		return nil, err
+		return nil, errdefs.InvalidWrap(err, "the Dockerfile (%s)", name)
 	}
 	fi, err := os.Stat(p)
 	if err != nil {
@@ -234,19 +233,18 @@ type stageResult struct {
 
 // build is one run of Build.
 type build struct {
-	bd        *Builder
-	o         Options
-	out       io.Writer
-	file      string
-	lex       *shell.Lex
-	stages    []instructions.Stage
-	results   map[int]*stageResult
-	meta      []kv // global ARGs (name, value) after --build-arg
-	usedArgs  map[string]bool
-	ignore    *buildctx.Matcher
-	sourceDir string
-	step      int
-	total     int
+	bd       *Builder
+	o        Options
+	out      io.Writer
+	file     string
+	lex      *shell.Lex
+	stages   []instructions.Stage
+	results  map[int]*stageResult
+	meta     []kv // global ARGs (name, value) after --build-arg
+	usedArgs map[string]bool
+	ignore   *buildctx.Matcher
+	step     int
+	total    int
 }
 
 type kv struct {

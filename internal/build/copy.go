@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -73,7 +72,7 @@ type sourceRoot struct {
 
 func (sc *stage) sourceRoot(ctx context.Context, from string) (*sourceRoot, error) {
 	if from == "" {
-		return &sourceRoot{dir: sc.b.sourceDir, ignore: sc.b.ignore, cleanup: func() {}}, nil
+		return &sourceRoot{dir: sc.b.o.ContextDir, ignore: sc.b.ignore, cleanup: func() {}}, nil
 	}
 	var chain digest.Digest
 	if j, ok := sc.b.stageRef(from, sc.idx); ok {
@@ -561,27 +560,8 @@ func isArchiveFile(p string) bool {
 		return false
 	}
 	defer dr.Close()
-	var hdr [512]byte
-	if _, err := io.ReadFull(dr, hdr[:]); err != nil {
-		return false
-	}
-	return string(hdr[257:262]) == "ustar" || (hdr[156] != 0 && checksumOK(hdr[:]))
-}
-
-// checksumOK checks an old (v7) tar header's checksum.
-func checksumOK(h []byte) bool {
-	want, err := strconv.ParseUint(strings.TrimRight(strings.TrimSpace(string(h[148:156])), "\x00 "), 8, 32)
-	if err != nil {
-		return false
-	}
-	var sum uint64
-	for i, c := range h {
-		if i >= 148 && i < 156 {
-			c = ' '
-		}
-		sum += uint64(c)
-	}
-	return sum == want
+	_, err = tar.NewReader(dr).Next()
+	return err == nil
 }
 
 // resolveChown turns --chown's user[:group] into IDs, names looked up in the rootfs's
@@ -705,13 +685,4 @@ func fetch(ctx context.Context, raw, dir, checksum string) (string, string, fs.F
 		return "", "", nil, err
 	}
 	return f.Name(), name, fi, nil
-}
-
-// inContext resolves a path inside the context directory.
-func inContext(dir, name string) (string, error) {
-	p, err := securejoin.SecureJoin(dir, name)
-	if err != nil {
-		return "", errors.Join(errdefs.ErrInvalid, err)
-	}
-	return p, nil
 }
