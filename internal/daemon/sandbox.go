@@ -650,13 +650,19 @@ func (d *Daemon) Connect(ctx context.Context, netRef, ref string, es *nettypes.E
 			d.log.Warn("update /etc/hosts", "id", c.ID, "err", err)
 		}
 	}
+	return d.savedNetworkChange(c, nw, events.ActionConnect)
+}
+
+// savedNetworkChange records a container's connect or disconnect and then tells the event
+// stream.
+func (d *Daemon) savedNetworkChange(c *Container, nw *Network, action events.Action) error {
 	c.mu.Lock()
-	err = c.saveSync(d)
+	err := c.saveSync(d)
 	c.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	d.Event(events.NetworkEventType, events.ActionConnect, nw.ID, map[string]string{"name": nw.Name, "type": "bridge", "container": c.ID})
+	d.Event(events.NetworkEventType, action, nw.ID, map[string]string{"name": nw.Name, "type": "bridge", "container": c.ID})
 	return nil
 }
 
@@ -755,14 +761,7 @@ func (d *Daemon) Disconnect(ctx context.Context, netRef, ref string, force bool)
 			d.log.Warn("update /etc/hosts", "id", c.ID, "err", err)
 		}
 	}
-	c.mu.Lock()
-	err = c.saveSync(d)
-	c.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	d.Event(events.NetworkEventType, events.ActionDisconnect, nw.ID, map[string]string{"name": nw.Name, "type": "bridge", "container": c.ID})
-	return nil
+	return d.savedNetworkChange(c, nw, events.ActionDisconnect)
 }
 
 // network returns a copy of the bridge network with that ID.
