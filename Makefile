@@ -12,9 +12,11 @@ RUNTIMES ?= $(CURDIR)/bin/berth-runtime runc crun
 # (load and save of a 630 MB Debian image, berth vs podman vs dockerd vs tar), engine
 # (docker run/exec and idle shim memory, berthd vs dockerd vs podman), network (HTTP
 # requests/s and iperf3 throughput through published ports, berthd vs dockerd with docker-proxy
-# vs the direct path) and build (full and no-change builds of a multi-stage Dockerfile that
-# compiles C, berthd vs dockerd's classic builder vs podman build; docs/benchmarks.md).
-BENCH_SUITES ?= runtime images engine network build
+# vs the direct path), build (full and no-change builds of a multi-stage Dockerfile that
+# compiles C, berthd vs dockerd's classic builder vs podman build) and registry (docker push and
+# pull of the images suite's image through a loopback registry, berthd with berth registry serve
+# vs dockerd with Debian's docker-registry; docs/benchmarks.md).
+BENCH_SUITES ?= runtime images engine network build registry
 # `make bench` iterations per runtime and lifecycle, and binaries.
 BENCH_N ?= 50
 BENCH_FLAGS ?=
@@ -36,6 +38,12 @@ NETWORK_BENCH_FLAGS ?=
 # host's gcc (build-essential).
 BUILD_BENCH_N ?= 5
 BUILD_BENCH_FLAGS ?=
+# `make bench` (registry) measured iterations (a push and a pull per engine each), and flags
+# (`_output/bench-registry -h`); berthd and berth are built as for the engine suite, the image is
+# the images suite's (built once if it is not cached). Needs docker-registry (hack/install-deps.sh
+# installs it).
+REGISTRY_BENCH_N ?= 5
+REGISTRY_BENCH_FLAGS ?=
 BERTH ?= $(CURDIR)/bin/berth-runtime
 RUNC ?= runc
 CRUN ?= crun
@@ -68,7 +76,8 @@ conformance: build
 ## berth vs podman vs dockerd vs tar, docker run/exec latency and idle shim memory of
 ## berthd vs dockerd vs podman, and HTTP requests/s and TCP throughput through published
 ## ports of berthd vs dockerd vs the direct path, and Dockerfile builds of berthd vs dockerd
-## vs podman (needs root; BENCH_SUITES=images, engine, network or build runs one of them)
+## vs podman, and docker push/pull through a registry of berthd vs dockerd (needs root;
+## BENCH_SUITES=images, engine, network, build or registry runs one of them)
 bench:
 	@mkdir -p _output
 ifneq ($(filter runtime,$(BENCH_SUITES)),)
@@ -93,6 +102,12 @@ ifneq ($(filter build,$(BENCH_SUITES)),)
 	$(GO) build -trimpath -ldflags "-s -w" -o _output/bench-engine-bin/ ./cmd/berthd ./cmd/berth-shim ./cmd/berth-runtime ./cmd/berth-init
 	$(GO) build -o _output/bench-build ./test/bench/build
 	_output/bench-build -n $(BUILD_BENCH_N) -bin $(CURDIR)/_output/bench-engine-bin $(BUILD_BENCH_FLAGS)
+endif
+ifneq ($(filter registry,$(BENCH_SUITES)),)
+	$(GO) build -trimpath -ldflags "-s -w" -o _output/bench-engine-bin/ ./cmd/berthd ./cmd/berth-shim ./cmd/berth-runtime ./cmd/berth-init ./cmd/berth
+	$(GO) build -o _output/bench-images ./test/bench/images
+	$(GO) build -o _output/bench-registry ./test/bench/registry
+	_output/bench-registry -n $(REGISTRY_BENCH_N) -bin $(CURDIR)/_output/bench-engine-bin -images-bin $(CURDIR)/_output/bench-images $(REGISTRY_BENCH_FLAGS)
 endif
 
 ## main-job: busybox httpd in a berth-runtime container, shown with curl

@@ -4,6 +4,7 @@
 // group if stdin is a terminal), forwards every catchable signal it receives to it, reaps every
 // zombie reparented to it, and exits with the child's status (128+signal if a signal killed
 // it). It exits once the child has: as PID 1, its exit takes the rest of the container down.
+// `berth-init --pause` is the holder of a CRI pod sandbox instead (see pause).
 //
 // Like berth-shim it is static and tiny: os, os/signal and syscall only.
 package main
@@ -41,6 +42,9 @@ func forwarded() []os.Signal {
 }
 
 func run(args []string) int {
+	if len(args) == 1 && args[0] == "--pause" {
+		return pause()
+	}
 	if len(args) > 0 && args[0] == "--" {
 		args = args[1:]
 	}
@@ -89,6 +93,22 @@ func run(args []string) int {
 		if code, done := reap(pid); done {
 			return code
 		}
+	}
+	return 0
+}
+
+// pause is the holder of a CRI pod sandbox (`berth-init --pause`, what Kubernetes' pause
+// image does): it owns the pod's namespaces, reaps the zombies reparented to it (the pod's
+// PID 1 when it shares its PID namespace) and exits 0 on SIGTERM, SIGINT or SIGHUP.
+func pause() int {
+	syscall.RawSyscall(syscall.SYS_PRCTL, 36 /* PR_SET_CHILD_SUBREAPER */, 1, 0)
+	sigc := make(chan os.Signal, 8)
+	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGCHLD)
+	for sig := range sigc {
+		if sig != syscall.SIGCHLD {
+			return 0
+		}
+		reap(-1)
 	}
 	return 0
 }

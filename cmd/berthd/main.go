@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"berth/internal/api"
+	"berth/internal/cri"
 	"berth/internal/daemon"
 )
 
@@ -115,6 +116,24 @@ func run(cfg *daemon.Config, group string) error {
 		}
 		listeners = append(listeners, l)
 	}
+	var criSrv *cri.Server
+	if conf.CRISocket != "" {
+		l, err := cri.Listen(conf.CRISocket)
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			d.Close()
+			return err
+		}
+		criSrv = cri.New(d, log, api.Version)
+		log.Info("CRI listening", "addr", conf.CRISocket)
+		go func() {
+			if err := criSrv.Serve(l); err != nil {
+				log.Error("CRI server", "err", err)
+			}
+		}()
+	}
 	errc := make(chan error, len(listeners))
 	for _, l := range listeners {
 		log.Info("API listening", "addr", l.Addr().String())
@@ -135,6 +154,10 @@ func run(cfg *daemon.Config, group string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	srv.Shutdown(ctx)
+	if criSrv != nil {
+		criSrv.Stop(ctx)
+		os.Remove(conf.CRISocket)
+	}
 	for _, h := range conf.Hosts {
 		if p, ok := strings.CutPrefix(h, "unix://"); ok {
 			os.Remove(p)

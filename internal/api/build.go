@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -20,6 +21,7 @@ import (
 	"berth/internal/daemon"
 	"berth/internal/errdefs"
 	"berth/internal/image"
+	"berth/internal/registry"
 )
 
 func (s *Server) buildRoutes() {
@@ -82,6 +84,10 @@ func (s *Server) build(w http.ResponseWriter, r *request) error {
 		}
 	}
 
+	auths, err := registry.DecodeAuthConfigs(r.Header.Get("X-Registry-Config"))
+	if err != nil {
+		return err
+	}
 	dir, err := s.extractContext(r)
 	if err != nil {
 		return err
@@ -95,7 +101,7 @@ func (s *Server) build(w http.ResponseWriter, r *request) error {
 	if quiet {
 		out = io.Discard
 	}
-	res, err := build.New(s.d).Build(r.Context(), o, out)
+	res, err := build.New(buildBackend{s.d, daemon.AuthConfigs(auths)}).Build(r.Context(), o, out)
 	if err != nil {
 		if !p.started && !isBuildError(err) {
 			return err
@@ -229,4 +235,15 @@ func (s *Server) pruneBuildCache(w http.ResponseWriter, r *request) error {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"CachesDeleted": deleted, "SpaceReclaimed": res.Bytes})
+}
+
+// buildBackend is the daemon as a build sees it: its pulls (FROM, --pull) use the
+// credentials the client sent in X-Registry-Config.
+type buildBackend struct {
+	*daemon.Daemon
+	auth daemon.AuthLookup
+}
+
+func (b buildBackend) Pull(ctx context.Context, ref string, out io.Writer) (*image.Image, error) {
+	return b.Daemon.Pull(ctx, ref, b.auth, out)
 }

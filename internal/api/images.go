@@ -2,8 +2,10 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -34,6 +36,8 @@ func (s *Server) imageRoutes() {
 	s.handle("GET", "/images/{name*}/history", s.imageHistory)
 	s.handle("GET", "/images/{name*}/get", s.saveImage)
 	s.handle("POST", "/images/{name*}/tag", s.tagImage)
+	s.handle("POST", "/images/{name*}/push", s.pushImage)
+	s.handle("POST", "/auth", s.auth)
 	s.handle("DELETE", "/images/{name*}", s.removeImage)
 }
 
@@ -426,11 +430,7 @@ func (s *Server) pullImage(w http.ResponseWriter, r *request, ref reference.Name
 		p.send(m)
 	}
 	res, err := s.d.PullImage(r.Context(), ref, creds, func(e image.PullProgress) {
-		m := pullMessage{Status: e.Status, ID: e.ID}
-		if e.Status == "Downloading" {
-			m.ProgressDetail = &jsonstream.Progress{Current: e.Current, Total: e.Total}
-		}
-		send(m)
+		send(progressMessage(e, "Downloading"))
 	})
 	if err != nil {
 		mu.Lock()
@@ -504,4 +504,102 @@ func (s *Server) commit(w http.ResponseWriter, r *request) error {
 		return err
 	}
 	return writeJSON(w, http.StatusCreated, map[string]string{"Id": id})
+}
+
+// progressMessage is one layer's step in a pull's or a push's stream; the step that
+// moves bytes (moving: Downloading, Pushing) carries how far it is.
+func progressMessage(e image.PullProgress, moving string) pullMessage {
+	m := pullMessage{Status: e.Status, ID: e.ID}
+	if e.Status == moving {
+		m.ProgressDetail = &jsonstream.Progress{Current: e.Current, Total: e.Total}
+	}
+	return m
+}
+
+// pushImage is POST /images/{name}/push?tag=: the push's progress as dockerd streams it,
+// one tag after the other. Without a tag (in the name or the query), every tag of the
+// repository is pushed.
+func (s *Server) pushImage(w http.ResponseWriter, r *request) error {
+	name, tag := r.vars["name"], r.URL.Query().Get("tag")
+	if tag != "" {
+		sep := ":"
+		if strings.Contains(tag, ":") {
+			sep = "@" // a digest
+		}
+		name += sep + tag
+	}
+	ref, err := image.ParseRef(name)
+	if err != nil {
+		return err
+	}
+	creds, err := registry.DecodeAuthConfig(r.Header.Get(registrytypes.AuthHeader))
+	if err != nil {
+		return err
+	}
+	refs := []reference.Named{ref}
+	if tag == "" && !strings.ContainsAny(strings.TrimPrefix(name, reference.Domain(ref)), ":@") {
+		if refs, err = s.repositoryTags(ref); err != nil {
+			return err
+		}
+	}
+	p := newProgress(w)
+	var mu sync.Mutex
+	send := func(m any) {
+		mu.Lock()
+		defer mu.Unlock()
+		p.send(m)
+	}
+	send(pullMessage{Status: "The push refers to repository [" + reference.TrimNamed(ref).String() + "]"})
+	for _, ref := range refs {
+		res, err := s.d.PushImage(r.Context(), ref, creds, func(e image.PullProgress) {
+			send(progressMessage(e, "Pushing"))
+		})
+		if err != nil {
+			send(pullMessage{Error: err.Error(), ErrorDetail: &errorMessage{Message: err.Error()}})
+			return nil
+		}
+		t := res.Tag
+		if t == "" {
+			t = res.Digest.String()
+		}
+		send(pullMessage{Status: fmt.Sprintf("%s: digest: %s size: %d", t, res.Digest, res.Size)})
+		send(map[string]any{"progressDetail": map[string]any{}, "aux": map[string]any{"Tag": res.Tag, "Digest": res.Digest.String(), "Size": res.Size}})
+	}
+	return nil
+}
+
+// repositoryTags lists the tagged references of repo's repository, sorted.
+func (s *Server) repositoryTags(repo reference.Named) ([]reference.Named, error) {
+	ims, err := s.d.Images().List()
+	if err != nil {
+		return nil, err
+	}
+	var out []reference.Named
+	for _, im := range ims {
+		for _, t := range im.RepoTags {
+			n, err := reference.ParseNormalizedNamed(t)
+			if err == nil && n.Name() == repo.Name() {
+				out = append(out, n)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, errdefs.NotFound("An image does not exist locally with the tag: %s", reference.FamiliarName(repo))
+	}
+	slices.SortFunc(out, func(a, b reference.Named) int { return strings.Compare(a.String(), b.String()) })
+	return out, nil
+}
+
+// auth is POST /auth (`docker login`): the registry is asked to accept the
+// credentials; berthd keeps none.
+func (s *Server) auth(w http.ResponseWriter, r *request) error {
+	var ac registrytypes.AuthConfig
+	if err := json.NewDecoder(r.Body).Decode(&ac); err != nil {
+		return errdefs.InvalidWrap(err, "login: bad request body")
+	}
+	tok, err := s.d.Login(r.Context(), &ac)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, registrytypes.AuthResponse{Status: "Login Succeeded", IdentityToken: tok})
 }

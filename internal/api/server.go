@@ -193,6 +193,8 @@ func statusOf(err error) int {
 		return http.StatusNotModified
 	case errors.Is(err, errdefs.ErrForbidden):
 		return http.StatusForbidden
+	case errors.Is(err, errdefs.ErrUnauthorized):
+		return http.StatusUnauthorized
 	case errors.Is(err, context.Canceled):
 		return 499
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -25,6 +26,7 @@ func (c *CLI) newRegistryCommand() *cobra.Command {
 
 func (c *CLI) newRegistryServeCommand() *cobra.Command {
 	var addr, root, cert, key, htpasswd string
+	var token server.TokenConfig
 	var gcEvery time.Duration
 	cmd := &cobra.Command{
 		Use:   "serve [OPTIONS]",
@@ -34,8 +36,22 @@ func (c *CLI) newRegistryServeCommand() *cobra.Command {
 			if (cert == "") != (key == "") {
 				return errors.New("--tls-cert and --tls-key go together")
 			}
+			tokenAuth, err := tokenFlags(token, htpasswd != "")
+			if err != nil {
+				return err
+			}
 			log := slog.New(slog.NewTextHandler(c.err, nil))
 			opts := server.Options{Root: root, Logger: log}
+			if tokenAuth {
+				t, err := server.LoadTokenAuth(token)
+				if err != nil {
+					return err
+				}
+				opts.Auth = t
+				if cert == "" {
+					log.Warn("token authentication without TLS sends bearer tokens in the clear")
+				}
+			}
 			if htpasswd != "" {
 				h, err := server.LoadHtpasswd(htpasswd, nil)
 				if err != nil {
@@ -103,8 +119,36 @@ func (c *CLI) newRegistryServeCommand() *cobra.Command {
 	fs.StringVar(&cert, "tls-cert", "", "TLS certificate file (serve HTTPS)")
 	fs.StringVar(&key, "tls-key", "", "TLS key file")
 	fs.StringVar(&htpasswd, "htpasswd", "", "Require basic authentication against this htpasswd file (bcrypt)")
+	fs.StringVar(&token.Realm, "token-realm", "", "Require bearer tokens from the token service at this URL (with --token-service, --token-issuer, --token-rootcert)")
+	fs.StringVar(&token.Service, "token-service", "", "This registry's name: the audience tokens must be for")
+	fs.StringVar(&token.Issuer, "token-issuer", "", "The issuer tokens must come from")
+	fs.StringVar(&token.RootCertBundle, "token-rootcert", "", "PEM bundle of the certificates whose keys sign tokens")
 	fs.DurationVar(&gcEvery, "gc-interval", time.Hour, "Remove unreferenced blobs and stale uploads this often (0: never)")
 	return cmd
+}
+
+// tokenFlags checks the --token-* flags: none (false), or all four
+// (true), and not with --htpasswd.
+func tokenFlags(t server.TokenConfig, htpasswd bool) (bool, error) {
+	var set, missing []string
+	for _, f := range []struct{ name, value string }{
+		{"--token-realm", t.Realm}, {"--token-service", t.Service}, {"--token-issuer", t.Issuer}, {"--token-rootcert", t.RootCertBundle},
+	} {
+		if f.value != "" {
+			set = append(set, f.name)
+		} else {
+			missing = append(missing, f.name)
+		}
+	}
+	switch {
+	case len(set) == 0:
+		return false, nil
+	case htpasswd:
+		return false, errors.New("--htpasswd and --token-* are exclusive: choose basic or token authentication")
+	case len(missing) > 0:
+		return false, fmt.Errorf("token authentication needs --token-realm, --token-service, --token-issuer and --token-rootcert together: %s missing", strings.Join(missing, ", "))
+	}
+	return true, nil
 }
 
 func (c *CLI) newRegistryGCCommand() *cobra.Command {

@@ -177,7 +177,7 @@ func ParseDetachKeys(s string) ([]byte, error) {
 // logs so far are replayed first; with Stream, the live streams follow (of the next start
 // when the container is not running yet). It returns when the streams end.
 func (d *Daemon) Attach(ctx context.Context, ref string, opts AttachOptions, conn Conn) error {
-	c, err := d.Get(ref)
+	c, err := d.get(ctx, ref)
 	if err != nil {
 		return err
 	}
@@ -254,7 +254,7 @@ func (d *Daemon) Attach(ctx context.Context, ref string, opts AttachOptions, con
 
 // Resize sets a container's terminal size.
 func (d *Daemon) Resize(ctx context.Context, ref string, h, w uint) error {
-	c, err := d.Get(ref)
+	c, err := d.get(ctx, ref)
 	if err != nil {
 		return err
 	}

@@ -11,15 +11,10 @@ import (
 	"time"
 
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
-	"github.com/distribution/reference"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
-	"github.com/moby/moby/api/types/events"
-	registrytypes "github.com/moby/moby/api/types/registry"
 
-	"berth/internal/errdefs"
 	"berth/internal/image"
-	"berth/internal/registry"
 )
 
 // BuildStep is one RUN of a build, as internal/build asks for it.
@@ -171,57 +166,4 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(b)
-}
-
-// Pull fetches an image from its registry for a build's FROM (a missing image, or
-// --pull), anonymously, writing a line per layer step to out.
-func (d *Daemon) Pull(ctx context.Context, ref string, out io.Writer) (*image.Image, error) {
-	r, err := image.ParseRef(ref)
-	if err != nil {
-		return nil, errdefs.InvalidWrap(err, "invalid reference format")
-	}
-	fmt.Fprintf(out, "Pulling %s\n", reference.FamiliarString(r))
-	var last sync.Map // layer -> last status written
-	res, err := d.PullImage(ctx, r, nil, func(p image.PullProgress) {
-		if p.Status == "Downloading" || p.Status == "Waiting" {
-			return
-		}
-		if prev, ok := last.Swap(p.ID, p.Status); !ok || prev != p.Status {
-			fmt.Fprintf(out, "%s: %s\n", p.ID, p.Status)
-		}
-	})
-	if err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(out, "Digest: %s\n", res.Digest)
-	return res.Image, nil
-}
-
-// PullImage pulls ref (a tag or a digest reference, normalized) from its registry with
-// creds (nil: anonymous), reporting each layer's progress. Registries on localhost and
-// daemon.json's insecure-registries may answer over HTTP; others are verified with the
-// system's CAs plus <config dir>/certs.d/<host>/*.crt, as dockerd's certs.d.
-func (d *Daemon) PullImage(ctx context.Context, ref reference.Named, creds *registrytypes.AuthConfig, progress func(image.PullProgress)) (*image.Pulled, error) {
-	if len(d.cfg.RegistryMirrors) > 0 && reference.Domain(ref) == registry.DockerHubDomain {
-		d.log.Debug("registry-mirrors are not used yet; pulling from Docker Hub", "ref", ref.String())
-	}
-	c := d.Registry()
-	res, err := d.images.Pull(ctx, c.Repository(ref, creds), ref, progress)
-	if err != nil {
-		if registry.IsDenied(err) {
-			return nil, errdefs.NotFound("pull access denied for %s, repository does not exist or may require 'docker login': %v", reference.FamiliarName(ref), err)
-		}
-		return nil, err
-	}
-	d.Event(events.ImageEventType, events.ActionPull, reference.FamiliarString(ref), map[string]string{"name": reference.FamiliarString(ref)})
-	return res, nil
-}
-
-// Registry is a registry client configured from daemon.json.
-func (d *Daemon) Registry() *registry.Client {
-	return registry.New(registry.Options{
-		Insecure:  d.cfg.InsecureRegistries,
-		CertsDir:  filepath.Join(filepath.Dir(DefaultConfigFile), "certs.d"),
-		UserAgent: "berth",
-	})
 }

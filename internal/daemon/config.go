@@ -59,9 +59,14 @@ type Config struct {
 	// certificate verification when they offer it): "host:port", "host" or a CIDR.
 	// localhost and 127.0.0.0/8 are always insecure, as with dockerd.
 	InsecureRegistries []string `json:"insecure-registries,omitempty"`
-	// RegistryMirrors are accepted (dockerd's key) and checked, but not used yet: pulls
-	// from Docker Hub go to Docker Hub.
+	// RegistryMirrors are pull-through mirrors of Docker Hub ("https://mirror.example",
+	// "http://127.0.0.1:5001"), tried in order before Docker Hub itself, as dockerd's.
 	RegistryMirrors []string `json:"registry-mirrors,omitempty"`
+
+	// CRISocket is where the CRI endpoint (RuntimeService and ImageService for kubelet)
+	// listens: a unix socket path, by default cri.sock in the exec root
+	// (/run/berth/cri.sock); "none" turns it off.
+	CRISocket string `json:"cri-socket,omitempty"`
 
 	// Binaries, found next to berthd's own executable unless set (not in daemon.json).
 	ShimBinary    string `json:"-"`
@@ -140,6 +145,16 @@ func (c *Config) fill() error {
 	}
 	if c.ExecRoot, err = filepath.Abs(c.ExecRoot); err != nil {
 		return err
+	}
+	switch p := strings.TrimPrefix(c.CRISocket, "unix://"); {
+	case p == "":
+		c.CRISocket = filepath.Join(c.ExecRoot, "cri.sock")
+	case p == "none":
+		c.CRISocket = ""
+	case !filepath.IsAbs(p):
+		return fmt.Errorf("cri-socket %q: want an absolute path of a unix socket, or none", c.CRISocket)
+	default:
+		c.CRISocket = p
 	}
 	if c.LogDriver == "" {
 		c.LogDriver = "json-file"
@@ -252,6 +267,9 @@ func checkRegistries(insecure, mirrors []string) error {
 		u, err := url.Parse(m)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return fmt.Errorf("registry-mirrors: %q: want an http or https URL", m)
+		}
+		if p := strings.Trim(u.Path, "/"); p != "" && p != "v2" {
+			return fmt.Errorf("registry-mirrors: %q: a mirror is served at its root, without a path", m)
 		}
 	}
 	return nil

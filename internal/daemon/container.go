@@ -39,6 +39,11 @@ type Container struct {
 	HostnamePath    string
 	HostsPath       string
 	ResolvConfPath  string
+	// Namespace is the front end that owns the container (namespace.go); "" is Docker's.
+	Namespace string `json:",omitempty"`
+	// Extra is the owning front end's own record of the container (the CRI's metadata,
+	// annotations and log path), saved and removed with it.
+	Extra json.RawMessage `json:",omitempty"`
 	// Rootfs is where the container's snapshot is mounted while the container exists.
 	Rootfs string
 	// Cgroup is the container's cgroup path as the runtime got it (cgroupsPath).

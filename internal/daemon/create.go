@@ -32,7 +32,16 @@ type CreateRequest struct {
 	// internal/build): the container's rootfs is a snapshot over the state's layers and
 	// its config is merged with the state's. Config.Image is then only a display name.
 	Build *image.BuildState
+	// Holder makes the holder of a CRI pod sandbox instead of a container of an image: an
+	// empty rootfs with berth-init mounted at /pause, run as `/pause --pause` (it only keeps
+	// the pod's namespaces and reaps). Config.Image is then only a display name.
+	Holder bool
+	// Extra is the front end's own record of the container (Container.Extra).
+	Extra []byte
 }
+
+// holderPath is where a sandbox holder's berth-init is mounted.
+const holderPath = "/pause"
 
 // CreateResult is the new container's ID and the warnings for the user.
 type CreateResult struct {
@@ -53,14 +62,17 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (res CreateResul
 		h := *req.HostConfig
 		hc = &h
 	}
-	if cfg.Image == "" && req.Build == nil {
+	if cfg.Image == "" && req.Build == nil && !req.Holder {
 		return res, errdefs.Invalid("no image specified")
 	}
 	var (
 		imageID digest.Digest
 		top     digest.Digest
 	)
-	if st := req.Build; st != nil {
+	if req.Holder {
+		cfg.Entrypoint, cfg.Cmd = []string{holderPath, "--pause"}, nil
+		hc.Binds = append(slices.Clone(hc.Binds), d.cfg.InitBinary+":"+holderPath+":ro")
+	} else if st := req.Build; st != nil {
 		mergeImageConfig(&cfg, &dockerspec.DockerOCIImageConfig{ImageConfig: st.Config.Config, DockerOCIImageConfigExt: st.Ext})
 		imageID, top = st.Base, st.TopLayer()
 	} else {
@@ -112,6 +124,8 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (res CreateResul
 		Image:      imageID.String(),
 		ImageName:  req.Config.Image,
 		State:      State{Status: container.StateCreated},
+		Namespace:  NamespaceOf(ctx),
+		Extra:      req.Extra,
 		execs:      map[string]*Exec{},
 	}
 	c.Path, c.Args = commandOf(&cfg)

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ import (
 	"berth/internal/atomicfile"
 	"berth/internal/errdefs"
 	"berth/internal/image"
+	"berth/internal/registry"
 	"berth/internal/volume"
 	volumetypes "github.com/moby/moby/api/types/volume"
 )
@@ -43,6 +45,9 @@ type Daemon struct {
 	containers map[string]*Container
 	names      map[string]string // "/name" -> ID
 	execs      map[string]*Exec
+
+	regOnce sync.Once
+	reg     *registry.Client
 
 	// bg tracks goroutines that must end before Close returns (monitors, restarts).
 	bg     sync.WaitGroup
@@ -178,17 +183,36 @@ func (d *Daemon) reserveName(name, id string) error {
 }
 
 // Get finds a container by full ID, name, or unique ID prefix.
-func (d *Daemon) Get(ref string) (*Container, error) {
+func (d *Daemon) Get(ref string) (*Container, error) { return d.GetIn(DefaultNamespace, ref) }
+
+// GetIn finds a container of namespace ns by ID, name or unique ID prefix; the containers
+// of other namespaces are not there for it.
+func (d *Daemon) GetIn(ns, ref string) (*Container, error) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	return d.getLocked(ref)
+	return d.getLocked(ns, ref)
 }
 
-func (d *Daemon) getLocked(ref string) (*Container, error) {
+// get finds a container in the namespace of ctx (WithNamespace).
+func (d *Daemon) get(ctx context.Context, ref string) (*Container, error) {
+	return d.GetIn(NamespaceOf(ctx), ref)
+}
+
+// getAny finds a container of any namespace by its full ID.
+func (d *Daemon) getAny(id string) (*Container, error) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if c, ok := d.containers[id]; ok {
+		return c, nil
+	}
+	return nil, errdefs.NotFound("No such container: %s", id)
+}
+
+func (d *Daemon) getLocked(ns, ref string) (*Container, error) {
 	if ref == "" {
 		return nil, errdefs.NotFound("No such container: %s", ref)
 	}
-	if c, ok := d.containers[ref]; ok {
+	if c, ok := d.containers[ref]; ok && c.Namespace == ns {
 		return c, nil
 	}
 	name := ref
@@ -197,14 +221,14 @@ func (d *Daemon) getLocked(ref string) (*Container, error) {
 	}
 	if id, ok := d.names[name]; ok {
 		// A name is reserved before its container is registered (Create's work in between).
-		if c := d.containers[id]; c != nil {
+		if c := d.containers[id]; c != nil && c.Namespace == ns {
 			return c, nil
 		}
 		return nil, errdefs.NotFound("No such container: %s", ref)
 	}
 	var found *Container
 	for id, c := range d.containers {
-		if strings.HasPrefix(id, ref) {
+		if c.Namespace == ns && strings.HasPrefix(id, ref) {
 			if found != nil {
 				return nil, errdefs.Invalid("multiple IDs found with provided prefix: %s", ref)
 			}
@@ -217,7 +241,12 @@ func (d *Daemon) getLocked(ref string) (*Container, error) {
 	return found, nil
 }
 
-// List returns the containers, newest first.
+// ListIn returns the containers of namespace ns, newest first.
+func (d *Daemon) ListIn(ns string) []*Container {
+	return slices.DeleteFunc(d.List(), func(c *Container) bool { return c.Namespace != ns })
+}
+
+// List returns the containers of every namespace, newest first.
 func (d *Daemon) List() []*Container {
 	d.mu.RLock()
 	out := make([]*Container, 0, len(d.containers))

@@ -76,6 +76,9 @@ func (e *Events) Listeners() int {
 
 // containerEvent publishes a container event with Docker's attributes (name, image, labels).
 func (d *Daemon) containerEvent(c *Container, action events.Action, extra map[string]string) {
+	if c.Namespace != DefaultNamespace {
+		return // the Docker API's events are of its own containers
+	}
 	attrs := map[string]string{"name": trimSlash(c.Name), "image": c.ImageName}
 	for k, v := range c.Config.Labels {
 		attrs[k] = v

@@ -47,7 +47,7 @@ type Exec struct {
 
 // ExecCreate registers an exec session on a running container.
 func (d *Daemon) ExecCreate(ctx context.Context, ref string, cfg container.ExecCreateRequest) (string, error) {
-	c, err := d.Get(ref)
+	c, err := d.get(ctx, ref)
 	if err != nil {
 		return "", err
 	}
@@ -147,7 +147,7 @@ func (d *Daemon) ExecStart(ctx context.Context, id string, conn Conn, tty bool) 
 	}
 	e.started = true
 	e.mu.Unlock()
-	c, err := d.Get(e.ContainerID)
+	c, err := d.getAny(e.ContainerID)
 	if err != nil {
 		return err
 	}

@@ -34,7 +34,7 @@ type ContainerRef struct {
 
 // ContainerRunning tells whether the container id runs (false for an unknown one).
 func (d *Daemon) ContainerRunning(id string) bool {
-	c, err := d.Get(id)
+	c, err := d.getAny(id)
 	if err != nil {
 		return false
 	}

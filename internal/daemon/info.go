@@ -64,7 +64,7 @@ func (d *Daemon) Info(version string) *system.Info {
 	if unix.Sysinfo(&si) == nil {
 		in.MemTotal = int64(si.Totalram) * int64(si.Unit)
 	}
-	for _, c := range d.List() {
+	for _, c := range d.ListIn(DefaultNamespace) {
 		c.mu.Lock()
 		in.Containers++
 		switch {

@@ -22,7 +22,7 @@ type LogsOptions struct {
 // Follow it keeps writing until the container stops or ctx ends. started is called before
 // the first byte, with whether the stream is raw (TTY).
 func (d *Daemon) Logs(ctx context.Context, ref string, opts LogsOptions, w io.Writer, started func(tty bool)) error {
-	c, err := d.Get(ref)
+	c, err := d.get(ctx, ref)
 	if err != nil {
 		return err
 	}

@@ -25,7 +25,7 @@ import (
 
 // Update changes a container's resources and restart policy (docker update).
 func (d *Daemon) Update(ctx context.Context, ref string, u container.UpdateConfig) ([]string, error) {
-	c, err := d.Get(ref)
+	c, err := d.get(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +111,7 @@ type CommitOptions struct {
 
 // Commit makes an image of a container's changes.
 func (d *Daemon) Commit(ctx context.Context, ref string, o CommitOptions) (string, error) {
-	c, err := d.Get(ref)
+	c, err := d.get(ctx, ref)
 	if err != nil {
 		return "", err
 	}
@@ -193,7 +193,7 @@ func mergeCommitConfig(dst, src *container.Config) {
 
 // Changes is docker diff: the container's changes against its image.
 func (d *Daemon) Changes(ctx context.Context, ref string) ([]container.FilesystemChange, error) {
-	c, err := d.Get(ref)
+	c, err := d.get(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -277,7 +277,7 @@ func (d *Daemon) view(c *Container) containerfs.View {
 
 // StatPath is HEAD /containers/{id}/archive.
 func (d *Daemon) StatPath(ctx context.Context, ref, path string) (container.PathStat, error) {
-	c, err := d.Get(ref)
+	c, err := d.get(ctx, ref)
 	if err != nil {
 		return container.PathStat{}, err
 	}
@@ -288,7 +288,7 @@ func (d *Daemon) StatPath(ctx context.Context, ref, path string) (container.Path
 
 // ArchivePath is GET /containers/{id}/archive.
 func (d *Daemon) ArchivePath(ctx context.Context, ref, path string) (io.ReadCloser, container.PathStat, error) {
-	c, err := d.Get(ref)
+	c, err := d.get(ctx, ref)
 	if err != nil {
 		return nil, container.PathStat{}, err
 	}
@@ -303,7 +303,7 @@ func (d *Daemon) ArchivePath(ctx context.Context, ref, path string) (io.ReadClos
 
 // ExtractToDir is PUT /containers/{id}/archive.
 func (d *Daemon) ExtractToDir(ctx context.Context, ref, path string, r io.Reader, noOverwriteDirNonDir, copyUIDGID bool) error {
-	c, err := d.Get(ref)
+	c, err := d.get(ctx, ref)
 	if err != nil {
 		return err
 	}
@@ -321,7 +321,7 @@ func (d *Daemon) PruneContainers(ctx context.Context, f Filters) (container.Prun
 	if err != nil {
 		return rep, err
 	}
-	for _, c := range d.List() {
+	for _, c := range d.ListIn(NamespaceOf(ctx)) {
 		c.mu.Lock()
 		skip := c.State.Running || c.State.Restarting || c.State.Removing
 		if !skip && !until.IsZero() && !c.Created.Before(until) {

@@ -262,7 +262,7 @@ func (d *Daemon) ensureDefaultBridge() error {
 		// address on it.
 		leases, _ := n.ipam.Leases(cur.ID)
 		for addr, owner := range leases {
-			if c, err := d.Get(owner); err == nil && c.holdsNetwork() {
+			if c, err := d.getAny(owner); err == nil && c.holdsNetwork() {
 				d.log.Error("the default bridge's configuration changed, but running containers use it: keeping the old one until they stop", "bridge", cur.Bridge, "subnet", cur.Subnet)
 				return n.ensureInfra(cur)
 			}

@@ -28,7 +28,7 @@ type RemoveOptions struct {
 // Remove deletes a container: its shim and runtime state, rootfs mount, snapshot, lease,
 // record and logs (and anonymous volumes with Volumes).
 func (d *Daemon) Remove(ctx context.Context, ref string, opts RemoveOptions) error {
-	c, err := d.Get(ref)
+	c, err := d.get(ctx, ref)
 	if err != nil {
 		return err
 	}
@@ -149,7 +149,7 @@ type WaitResult struct {
 // called once the wait is registered (the API sends its headers then, so that a client that
 // waits before start never misses the exit).
 func (d *Daemon) Wait(ctx context.Context, ref string, cond container.WaitCondition, ready func()) (WaitResult, error) {
-	c, err := d.Get(ref)
+	c, err := d.get(ctx, ref)
 	if err != nil {
 		return WaitResult{}, err
 	}
@@ -204,7 +204,7 @@ func (d *Daemon) Unpause(ctx context.Context, ref string) error {
 }
 
 func (d *Daemon) freeze(ctx context.Context, ref string, pause bool) error {
-	c, err := d.Get(ref)
+	c, err := d.get(ctx, ref)
 	if err != nil {
 		return err
 	}
@@ -243,7 +243,7 @@ func (d *Daemon) freeze(ctx context.Context, ref string, pause bool) error {
 
 // Rename gives a container a new name.
 func (d *Daemon) Rename(ctx context.Context, ref, name string) error {
-	c, err := d.Get(ref)
+	c, err := d.get(ctx, ref)
 	if err != nil {
 		return err
 	}

@@ -611,7 +611,7 @@ func (d *Daemon) Connect(ctx context.Context, netRef, ref string, es *nettypes.E
 	if err != nil {
 		return err
 	}
-	c, err := d.Get(ref)
+	c, err := d.get(ctx, ref)
 	if err != nil {
 		return err
 	}
@@ -721,7 +721,7 @@ func (d *Daemon) Disconnect(ctx context.Context, netRef, ref string, force bool)
 	if err != nil {
 		return err
 	}
-	c, err := d.Get(ref)
+	c, err := d.get(ctx, ref)
 	if err != nil {
 		return err
 	}
@@ -797,7 +797,7 @@ type dnsView struct{ d *Daemon }
 // userNetworksOf returns the IDs of the user-defined networks where the container has an
 // address.
 func (v dnsView) userNetworksOf(id string) map[string]bool {
-	c, err := v.d.Get(id)
+	c, err := v.d.getAny(id)
 	if err != nil {
 		return nil
 	}
@@ -872,7 +872,7 @@ func (c *Container) holdsNetwork() bool {
 // dns) are where its other names go, as with Docker; a container only on internal networks
 // gets no forwarding at all (it has no way out).
 func (v dnsView) UpstreamsFor(id string) ([]netip.AddrPort, bool) {
-	c, err := v.d.Get(id)
+	c, err := v.d.getAny(id)
 	if err != nil {
 		return nil, false
 	}

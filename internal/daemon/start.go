@@ -36,7 +36,7 @@ type runningTask struct {
 
 // Start starts a created or stopped container.
 func (d *Daemon) Start(ctx context.Context, ref string) error {
-	c, err := d.Get(ref)
+	c, err := d.get(ctx, ref)
 	if err != nil {
 		return err
 	}
@@ -327,7 +327,7 @@ func (d *Daemon) namespaces(c *Container) (oci.NamespacePaths, error) {
 	hc := c.HostConfig
 	var ns oci.NamespacePaths
 	peer := func(mode string) (string, error) {
-		p, err := d.Get(mode)
+		p, err := d.GetIn(c.Namespace, mode)
 		if err != nil {
 			return "", err
 		}
@@ -531,7 +531,7 @@ func (d *Daemon) restartAfter(c *Container, delay time.Duration) {
 
 // Kill sends a signal to a running container.
 func (d *Daemon) Kill(ctx context.Context, ref, signal string) error {
-	c, err := d.Get(ref)
+	c, err := d.get(ctx, ref)
 	if err != nil {
 		return err
 	}
@@ -570,7 +570,7 @@ func (d *Daemon) Kill(ctx context.Context, ref, signal string) error {
 // Stop stops a container: its stop signal, then SIGKILL after the timeout (seconds; nil
 // for the container's or 10, -1 to wait forever).
 func (d *Daemon) Stop(ctx context.Context, ref, signal string, timeout *int) error {
-	c, err := d.Get(ref)
+	c, err := d.get(ctx, ref)
 	if err != nil {
 		return err
 	}
@@ -642,8 +642,13 @@ func (d *Daemon) stop(ctx context.Context, c *Container, signal string, timeout 
 			}
 		}
 	}
-	if err := t.shim.Kill(ctx, syscall.SIGKILL, true); err != nil && !d.isStopped(c) {
-		return fmt.Errorf("cannot stop container %s: %w", ShortID(c.ID), err)
+	if err := t.shim.Kill(ctx, syscall.SIGKILL, true); err != nil {
+		// A shim that is gone has delivered the container's exit, which the monitor may
+		// not have recorded yet (a container that exits on its own as it is stopped).
+		if !d.waitStopped(ctx, c, time.After(5*time.Second)) {
+			return fmt.Errorf("cannot stop container %s: %w", ShortID(c.ID), err)
+		}
+		return nil
 	}
 	d.containerEvent(c, events.ActionKill, map[string]string{"signal": "9"})
 	if paused {
@@ -653,12 +658,6 @@ func (d *Daemon) stop(ctx context.Context, c *Container, signal string, timeout 
 		return fmt.Errorf("cannot stop container %s: it did not exit 30 s after SIGKILL", ShortID(c.ID))
 	}
 	return nil
-}
-
-func (d *Daemon) isStopped(c *Container) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return !c.State.Running
 }
 
 // waitStopped waits until the container is not running, or the deadline.
@@ -683,7 +682,7 @@ func (d *Daemon) waitStopped(ctx context.Context, c *Container, deadline <-chan 
 
 // Restart stops and starts a container.
 func (d *Daemon) Restart(ctx context.Context, ref, signal string, timeout *int) error {
-	c, err := d.Get(ref)
+	c, err := d.get(ctx, ref)
 	if err != nil {
 		return err
 	}

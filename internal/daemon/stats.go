@@ -17,7 +17,7 @@ import (
 // Stats streams a container's resource usage, one sample a second (or one with !stream),
 // read from its cgroups (v1 or v2) and /proc.
 func (d *Daemon) Stats(ctx context.Context, ref string, stream bool, emit func(*container.StatsResponse) error) error {
-	c, err := d.Get(ref)
+	c, err := d.get(ctx, ref)
 	if err != nil {
 		return err
 	}

@@ -28,7 +28,7 @@ type Filters map[string][]string
 
 // Inspect is GET /containers/{id}/json.
 func (d *Daemon) Inspect(ctx context.Context, ref string, size bool) (*container.InspectResponse, error) {
-	c, err := d.Get(ref)
+	c, err := d.get(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -274,14 +274,14 @@ func (d *Daemon) ListSummaries(ctx context.Context, opts ListOptions) ([]contain
 	all := opts.All || opts.Limit > 0 || len(f["status"]) > 0 || len(f["exited"]) > 0
 	var before, since time.Time
 	if v := f["before"]; len(v) > 0 {
-		c, err := d.Get(v[0])
+		c, err := d.get(ctx, v[0])
 		if err != nil {
 			return nil, err
 		}
 		before = c.Created
 	}
 	if v := f["since"]; len(v) > 0 {
-		c, err := d.Get(v[0])
+		c, err := d.get(ctx, v[0])
 		if err != nil {
 			return nil, err
 		}
@@ -289,7 +289,7 @@ func (d *Daemon) ListSummaries(ctx context.Context, opts ListOptions) ([]contain
 	}
 	out := []container.Summary{}
 	now := time.Now()
-	for _, c := range d.List() {
+	for _, c := range d.ListIn(NamespaceOf(ctx)) {
 		c.mu.Lock()
 		s := c.State
 		if !all && !s.Running {
@@ -464,7 +464,7 @@ func (d *Daemon) matchContainer(c *Container, f Filters) bool {
 
 // Top is GET /containers/{id}/top: ps on the host, for the container's processes.
 func (d *Daemon) Top(ctx context.Context, ref, psArgs string) (container.TopResponse, error) {
-	c, err := d.Get(ref)
+	c, err := d.get(ctx, ref)
 	if err != nil {
 		return container.TopResponse{}, err
 	}
@@ -543,7 +543,7 @@ func runCmd(ctx context.Context, name string, args ...string) ([]byte, error) {
 
 // Export writes a container's filesystem as a tar.
 func (d *Daemon) Export(ctx context.Context, ref string, w io.Writer) error {
-	c, err := d.Get(ref)
+	c, err := d.get(ctx, ref)
 	if err != nil {
 		return err
 	}

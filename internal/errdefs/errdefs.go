@@ -26,6 +26,9 @@ var (
 	ErrNotModified = errors.New("not modified")
 	// ErrForbidden: the operation is not allowed on this object (403).
 	ErrForbidden = errors.New("forbidden")
+	// ErrUnauthorized: the credentials given were refused (401: a failed
+	// login).
+	ErrUnauthorized = errors.New("unauthorized")
 )
 
 type kindError struct {
@@ -66,6 +69,9 @@ func NotModified(format string, a ...any) error { return newf(ErrNotModified, ni
 
 // Forbidden returns an error of kind ErrForbidden with the formatted message.
 func Forbidden(format string, a ...any) error { return newf(ErrForbidden, nil, format, a...) }
+
+// Unauthorized returns an error of kind ErrUnauthorized with the formatted message.
+func Unauthorized(format string, a ...any) error { return newf(ErrUnauthorized, nil, format, a...) }
 
 // InvalidWrap marks err as invalid input, keeping its chain: "msg: err".
 func InvalidWrap(err error, format string, a ...any) error {

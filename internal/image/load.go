@@ -393,6 +393,9 @@ func (o *op) fromOCILayout(ctx context.Context, in *inArchive) ([]*pending, erro
 		if err := o.s.readJSON(lm.desc.Digest, &p.manifest); err != nil {
 			return nil, fmt.Errorf("manifest %s: %w", lm.desc.Digest, err)
 		}
+		if err := checkMediaTypes(p.manifest); err != nil {
+			return nil, fmt.Errorf("manifest %s: %w", lm.desc.Digest, err)
+		}
 		for _, d := range append([]ocispec.Descriptor{p.manifest.Config}, p.manifest.Layers...) {
 			if _, err := o.lookup(ctx, in, "blobs/"+string(d.Digest.Algorithm())+"/"+d.Digest.Encoded()); err != nil {
 				return nil, fmt.Errorf("manifest %s: %w", lm.desc.Digest, err)

@@ -19,6 +19,8 @@ const (
 	MediaTypeDockerForeignGzip  = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
 	mediaTypeDockerSchema1      = "application/vnd.docker.distribution.manifest.v1+json"
 	mediaTypeDockerSchema1JWS   = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+	// OCI's non-distributable layers (deprecated in image-spec 1.1, still pulled).
+	mediaTypeOCINonDistributable = "application/vnd.oci.image.layer.nondistributable.v1.tar"
 )
 
 // docKind classifies a JSON document by its mediaType field, or by its
@@ -107,4 +109,26 @@ func layerMediaType(docker bool, compression string) string {
 		return ocispec.MediaTypeImageLayerZstd
 	}
 	return ocispec.MediaTypeImageLayer
+}
+
+// checkMediaTypes refuses a manifest whose config or layers are not an
+// image's (an artifact: a Helm chart, a signature, a WASM module): berth
+// could neither run nor unpack it. The message is dockerd's. A missing
+// media type is allowed, as older tools wrote none.
+func checkMediaTypes(m ocispec.Manifest) error {
+	switch m.Config.MediaType {
+	case "", ocispec.MediaTypeImageConfig, MediaTypeDockerConfig:
+	default:
+		return errdefs.Invalid("unsupported media type %s", m.Config.MediaType)
+	}
+	for _, l := range m.Layers {
+		switch l.MediaType {
+		case "", ocispec.MediaTypeImageLayer, ocispec.MediaTypeImageLayerGzip, ocispec.MediaTypeImageLayerZstd,
+			mediaTypeOCINonDistributable, mediaTypeOCINonDistributable + "+gzip", mediaTypeOCINonDistributable + "+zstd",
+			MediaTypeDockerLayer, MediaTypeDockerLayerGzip, MediaTypeDockerForeignGzip:
+		default:
+			return errdefs.Invalid("unsupported media type %s", l.MediaType)
+		}
+	}
+	return nil
 }

@@ -132,6 +132,9 @@ func (s *Store) Pull(ctx context.Context, f Fetcher, ref reference.Named, progre
 		if err := json.Unmarshal(b, &p.manifest); err != nil {
 			return errdefs.Corrupt("manifest %s: %v", p.target.Digest, err)
 		}
+		if err := checkMediaTypes(p.manifest); err != nil {
+			return fmt.Errorf("%s: %w", reference.FamiliarString(ref), err)
+		}
 		if err := p.manifest.Config.Digest.Validate(); err != nil {
 			return errdefs.Corrupt("manifest %s: config: %v", p.target.Digest, err)
 		}
@@ -222,20 +225,31 @@ func (o *op) fetchLayers(ctx context.Context, f Fetcher, p *pending, report func
 	if len(jobs) == 0 {
 		return nil
 	}
+	return runBounded(ctx, len(jobs), pullConcurrency, func(i int) {
+		report(PullProgress{ID: shortDigest(jobs[i].desc.Digest), Status: "Waiting"})
+	}, func(ctx context.Context, i int) error {
+		j := jobs[i]
+		return o.fetchLayer(ctx, f, j.desc, j.diffID, j.unpack, report)
+	})
+}
+
+// runBounded runs do for jobs 0..n-1, limit at a time, each in its own goroutine;
+// waiting(i) is told when job i has to wait for a slot. The first failure cancels
+// the others' context; it returns that failure (firstCause).
+func runBounded(ctx context.Context, n, limit int, waiting func(i int), do func(ctx context.Context, i int) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	sem := make(chan struct{}, pullConcurrency)
-	errs := make([]error, len(jobs))
+	sem := make(chan struct{}, limit)
+	errs := make([]error, n)
 	var wg sync.WaitGroup
-	for i, j := range jobs {
+	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			id := shortDigest(j.desc.Digest)
 			select {
 			case sem <- struct{}{}:
 			default:
-				report(PullProgress{ID: id, Status: "Waiting"})
+				waiting(i)
 				select {
 				case sem <- struct{}{}:
 				case <-ctx.Done():
@@ -244,12 +258,18 @@ func (o *op) fetchLayers(ctx context.Context, f Fetcher, p *pending, report func
 				}
 			}
 			defer func() { <-sem }()
-			if errs[i] = o.fetchLayer(ctx, f, j.desc, j.diffID, j.unpack, report); errs[i] != nil {
+			if errs[i] = do(ctx, i); errs[i] != nil {
 				cancel()
 			}
 		}()
 	}
 	wg.Wait()
+	return firstCause(errs)
+}
+
+// firstCause picks the error of parallel jobs that stopped the others: the first that
+// is not a cancellation (which the cancel after it caused), else the first.
+func firstCause(errs []error) error {
 	var first error
 	for _, err := range errs {
 		switch {

@@ -178,9 +178,14 @@ func (s *Store) Remove(ctx context.Context, name string, opts RemoveOptions) ([]
 		byRef := false
 		if n, err := ParseRef(name); err == nil && refs.Get([]byte(n.String())) != nil && !fullID.MatchString(name) {
 			byRef = true
-			if len(tags)+len(digests) > 1 {
-				out = append(out, Deleted{Untagged: Familiar(n.String())})
-				return refs.Delete([]byte(n.String()))
+			if left := repoDigestsToDrop(n, tags, digests); len(tags)+len(digests) > 1+len(left) {
+				for _, r := range append([]string{n.String()}, left...) {
+					out = append(out, Deleted{Untagged: Familiar(r)})
+					if err := refs.Delete([]byte(r)); err != nil {
+						return err
+					}
+				}
+				return nil
 			}
 		}
 		if users := usedBy(tx, id); len(users) > 0 && !opts.Force {
@@ -239,6 +244,27 @@ func (s *Store) Remove(ctx context.Context, name string, opts RemoveOptions) ([]
 		return out, fmt.Errorf("image removed, but garbage collection failed: %w", err)
 	}
 	return out, nil
+}
+
+// repoDigestsToDrop: removing tag n also removes its repository's digest
+// references (name@sha256:...) when no other tag of that repository names
+// the image, as dockerd does; these are they.
+func repoDigestsToDrop(n reference.Named, tags, digests []string) []string {
+	if _, ok := n.(reference.Canonical); ok {
+		return nil
+	}
+	for _, t := range tags {
+		if t != n.String() && strings.HasPrefix(t, n.Name()+":") {
+			return nil
+		}
+	}
+	var out []string
+	for _, d := range digests {
+		if strings.HasPrefix(d, n.Name()+"@") {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 func hasChildren(tx *bolt.Tx, id digest.Digest) bool {

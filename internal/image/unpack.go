@@ -194,7 +194,7 @@ func (o *op) unpack(ctx context.Context, ps []*pending) error {
 	close(work)
 	wg.Wait()
 
-	err := firstCause(jobs)
+	err := firstCause(jobErrors(jobs))
 	if err == nil {
 		err = o.s.Snaps.Sync()
 	}
@@ -240,20 +240,13 @@ func (o *op) verifyLayerBlob(ctx context.Context, blob ocispec.Descriptor, diffI
 	return ctx.Err()
 }
 
-// firstCause is the error of the first job that failed on its own; the
-// jobs its failure cancelled report context.Canceled.
-func firstCause(jobs []*unpackJob) error {
-	var first error
-	for _, j := range jobs {
-		switch {
-		case j.err == nil:
-		case !errors.Is(j.err, context.Canceled):
-			return j.err
-		case first == nil:
-			first = j.err
-		}
+// jobErrors lists the jobs' errors, for firstCause.
+func jobErrors(jobs []*unpackJob) []error {
+	errs := make([]error, len(jobs))
+	for i, j := range jobs {
+		errs[i] = j.err
 	}
-	return first
+	return errs
 }
 
 func (o *op) unpackOne(ctx context.Context, j *unpackJob) error {

@@ -434,11 +434,8 @@ func (r *reader) follow(ctx context.Context, w *watcher, cur *logFile) error {
 func (r *reader) catchUp(ctx context.Context, cur *logFile) (*logFile, bool, error) {
 	for {
 		if cur == nil {
-			lf, err := openLog(r.path, true)
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil, false, nil
-			}
-			if err != nil {
+			lf, err := r.oldest()
+			if err != nil || lf == nil {
 				return nil, false, err
 			}
 			cur = lf
@@ -468,6 +465,44 @@ func (r *reader) catchUp(ctx context.Context, cur *logFile) (*logFile, bool, err
 	}
 }
 
+// oldest opens the oldest file of a log that had none when the reader
+// began (everything in it is new to the reader): the writer may have
+// rotated already. It returns nil if the log still has no file.
+func (r *reader) oldest() (*logFile, error) {
+	for try := 0; ; try++ {
+		k := r.maxFiles - 1
+		for ; k > 0; k-- {
+			if id, err := statID(r.name(k)); err != nil {
+				return nil, err
+			} else if id != (fileID{}) {
+				break
+			}
+		}
+		lf, err := openLog(r.name(k), k == 0)
+		if errors.Is(err, fs.ErrNotExist) {
+			if k == 0 {
+				return nil, nil
+			}
+			continue // rotated meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		// A rotation between the look and the open moves the oldest file
+		// past k: check that nothing is older than what was opened.
+		older, err := statID(r.name(k + 1))
+		if err != nil {
+			lf.close()
+			return nil, err
+		}
+		if k+1 >= r.maxFiles || older == (fileID{}) || try >= snapshotTries {
+			return lf, nil
+		}
+		lf.close()
+		time.Sleep(time.Duration(try+1) * time.Millisecond)
+	}
+}
+
 // successor opens the file written after old (rotated away): the name one
 // generation newer than the one old has now, or path if old is gone. It
 // returns nil if that is path and path does not exist yet.
@@ -487,6 +522,7 @@ func (r *reader) successor(old *logFile) (*logFile, error) {
 			if next == 0 {
 				return nil, nil
 			}
+			time.Sleep(time.Duration(try+1) * time.Millisecond)
 			continue // rotated again meanwhile
 		}
 		if err != nil {
@@ -503,6 +539,8 @@ func (r *reader) successor(old *logFile) (*logFile, error) {
 			return lf, nil
 		}
 		lf.close()
+		// A rotation renames every file one by one: let it finish.
+		time.Sleep(time.Duration(try+1) * time.Millisecond)
 	}
 }
 

@@ -98,3 +98,45 @@ func openNS(path string) (netns.NsHandle, error) {
 	}
 	return h, nil
 }
+
+// RunInNetNS runs fn on an OS thread that is in the network namespace at
+// path: the sockets fn makes belong to that namespace for good, whichever
+// thread uses them later.
+func RunInNetNS(path string, fn func() error) error {
+	target, err := openNS(path)
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	return RunIn(target, fn)
+}
+
+// RunIn runs fn on an OS thread that is in the network namespace target.
+// The thread is unlocked only once it is back in its original namespace;
+// if it cannot get back, the goroutine ends locked and the runtime throws
+// the thread away. fn's error comes first; a failed return is joined to it.
+func RunIn(target netns.NsHandle, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- fmt.Errorf("current netns: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(target); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("enter netns: %w", err)
+			return
+		}
+		ferr := fn()
+		if err := netns.Set(orig); err != nil {
+			errc <- errors.Join(ferr, fmt.Errorf("return to original netns: %w", err))
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}

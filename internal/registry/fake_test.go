@@ -31,6 +31,7 @@ type fakeRegistry struct {
 	blobs     map[string][]byte          // repo + "@" + digest -> bytes
 	manifests map[string]fakeManifest    // repo + ":" + tag or digest
 	uploads   map[string]*bytes.Buffer   // upload id -> data so far
+	nextID    int                        // upload ids are never reused
 	breakOnce map[digest.Digest]int      // blob -> bytes to send before cutting the first GET
 	ignoreRng bool                       // answer Range requests with the whole blob
 	ranges    []string                   // Range headers seen on blob GETs
@@ -263,7 +264,8 @@ func (f *fakeRegistry) upload(w http.ResponseWriter, r *http.Request, repo, id s
 				return
 			}
 		}
-		id = "u" + strconv.Itoa(len(f.uploads))
+		f.nextID++
+		id = "u" + strconv.Itoa(f.nextID)
 		f.uploads[id] = &bytes.Buffer{}
 		w.Header().Set("Location", "/v2/"+repo+"/blobs/uploads/"+id+"?state=x")
 		w.WriteHeader(http.StatusAccepted)

@@ -170,3 +170,35 @@ func (r *Repository) PutManifest(ctx context.Context, ref, mediaType string, b [
 	}
 	return d, nil
 }
+
+// PushBlob uploads desc's bytes, read from ra, unless from (another
+// repository of this registry) is given and the registry mounts the blob
+// from there; it reports whether it did. progress is told the bytes sent.
+func (r *Repository) PushBlob(ctx context.Context, desc ocispec.Descriptor, from string, ra io.ReaderAt, progress func(n int64)) (bool, error) {
+	up, err := r.StartUpload(ctx, desc.Digest, from)
+	if err != nil {
+		return false, err
+	}
+	if up.Mounted {
+		return true, nil
+	}
+	return false, up.Finish(ctx, desc, func() (io.ReadCloser, error) {
+		return io.NopCloser(&countingReader{r: io.NewSectionReader(ra, 0, desc.Size), progress: progress}), nil
+	})
+}
+
+// countingReader tells progress how many bytes were read.
+type countingReader struct {
+	r        io.Reader
+	n        int64
+	progress func(int64)
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if c.progress != nil && n > 0 {
+		c.progress(c.n)
+	}
+	return n, err
+}

@@ -57,6 +57,9 @@ type Options struct {
 	// Transport replaces the network transport (tests). TLS settings
 	// above are not applied to it.
 	Transport http.RoundTripper
+	// DialContext replaces how connections are made (tests: a registry
+	// name that resolves to a local server); TLS settings still apply.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 	// UserAgent is sent with every request.
 	UserAgent string
 	// Retries is how many times a failed blob download is resumed
@@ -158,6 +161,9 @@ func (c *Client) httpClient(host string) (*http.Client, error) {
 	hc := &http.Client{Transport: c.opts.Transport, CheckRedirect: checkRedirect}
 	if c.opts.Transport == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
+		if c.opts.DialContext != nil {
+			t.DialContext = c.opts.DialContext
+		}
 		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: c.opts.RootCAs}
 		if c.opts.CertsDir != "" {
 			pool, err := c.hostCAs(host)
@@ -313,4 +319,23 @@ func resolve(base *url.URL, loc string) (*url.URL, error) {
 		return nil, fmt.Errorf("registry returned a bad location %q: %w", loc, err)
 	}
 	return base.ResolveReference(u), nil
+}
+
+// Mirror opens the repository of ref (a Docker Hub image) on a pull-through
+// mirror (daemon.json's registry-mirrors: "https://mirror.example",
+// "http://127.0.0.1:5001"), over the scheme its URL names.
+func (c *Client) Mirror(mirror string, ref reference.Named, creds *registrytypes.AuthConfig) (*Repository, error) {
+	u, err := url.Parse(mirror)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, errdefs.Invalid("registry mirror %q: want an http or https URL", mirror)
+	}
+	if p := strings.Trim(u.Path, "/"); p != "" && p != "v2" {
+		return nil, errdefs.Invalid("registry mirror %q: a mirror is served at its root, without a path", mirror)
+	}
+	c.mu.Lock()
+	if _, ok := c.schemes[u.Host]; !ok {
+		c.schemes[u.Host] = u.Scheme
+	}
+	c.mu.Unlock()
+	return &Repository{c: c, Host: u.Host, Name: reference.Path(ref), Ref: ref, auth: newAuthorizer(c, u.Host, creds)}, nil
 }

@@ -273,6 +273,30 @@ func TestPullErrors(t *testing.T) {
 	if !errors.Is(err, errdefs.ErrNotFound) || !strings.Contains(err.Error(), "manifest unknown") {
 		t.Errorf("missing tag: %v", err)
 	}
+	// Artifacts: a config or a layer that is not an image's is refused before any
+	// blob is fetched, and nothing is stored.
+	layer := reg.addBlob("art", []byte("not a tar"))
+	cfg := reg.addBlob("art", []byte("{}"))
+	for name, m := range map[string]ocispec.Manifest{
+		"config": {Config: ocispec.Descriptor{MediaType: "application/vnd.example.config.v1+json", Digest: cfg.Digest, Size: cfg.Size},
+			Layers: []ocispec.Descriptor{{MediaType: ocispec.MediaTypeImageLayer, Digest: layer.Digest, Size: layer.Size}}},
+		"layer": {Config: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: cfg.Digest, Size: cfg.Size},
+			Layers: []ocispec.Descriptor{{MediaType: "application/vnd.example.data.v1", Digest: layer.Digest, Size: layer.Size}}},
+	} {
+		m.SchemaVersion, m.MediaType = 2, ocispec.MediaTypeImageManifest
+		reg.addManifest("art", name, ocispec.MediaTypeImageManifest, m)
+		before := reg.count("GET /v2/art/blobs/" + cfg.Digest.String())
+		_, err := pull(t, s, newClient(), reg.host()+"/art:"+name, nil, nil)
+		if !errors.Is(err, errdefs.ErrInvalid) || !strings.Contains(err.Error(), "unsupported media type application/vnd.example.") {
+			t.Errorf("artifact (%s): %v", name, err)
+		}
+		if n := reg.count("GET /v2/art/blobs/" + cfg.Digest.String()); n != before {
+			t.Errorf("artifact (%s): its config was fetched", name)
+		}
+		if ims, _ := s.List(); len(ims) != 0 || s.Content.Exists(cfg.Digest) {
+			t.Errorf("artifact (%s): %d images after the refusal, config stored %v", name, len(ims), s.Content.Exists(cfg.Digest))
+		}
+	}
 	// A registry that is not there.
 	_, err = pull(t, s, newClient(), "127.0.0.1:1/app", nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "not reachable") {

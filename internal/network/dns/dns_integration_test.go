@@ -3,7 +3,6 @@ package dns
 import (
 	"bufio"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"net"
@@ -76,44 +75,11 @@ func mounted(t *testing.T, path string) bool {
 	return false
 }
 
-// inNS runs f on a thread in the namespace at nsPath. The thread is
-// unlocked only once back in the test's namespace.
-func inNS(nsPath string, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		target, err := netns.GetFromPath(nsPath)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			errc <- err
-			return
-		}
-		ferr := f()
-		if err := netns.Set(orig); err != nil {
-			errc <- fmt.Errorf("return to original netns: %w", err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
-
 // dialIn opens a client socket to 127.0.0.11:53 inside the namespace; the
 // socket stays there whichever thread uses it afterwards.
 func dialIn(nsPath, proto string) (net.Conn, error) {
 	var c net.Conn
-	err := inNS(nsPath, func() error {
+	err := network.RunInNetNS(nsPath, func() error {
 		var err error
 		c, err = net.DialTimeout(proto, "127.0.0.11:53", 2*time.Second)
 		return err

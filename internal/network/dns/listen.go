@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
-	"runtime"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"berth/internal/errdefs"
+	"berth/internal/network"
 )
 
 // listenIn makes the UDP socket and TCP listener at listenAddr inside the
@@ -31,44 +31,22 @@ func listenIn(nsPath string) (*net.UDPConn, *net.TCPListener, error) {
 		return nil, nil, fmt.Errorf("netns %s: %w", nsPath, err)
 	}
 
-	type result struct {
-		udp *net.UDPConn
-		tcp *net.TCPListener
-		err error
+	var udp *net.UDPConn
+	var tcp *net.TCPListener
+	err = network.RunIn(target, func() error {
+		var err error
+		udp, tcp, err = bind()
+		return err
+	})
+	if err != nil {
+		if udp != nil {
+			// Made, but the thread could not return: keep nothing.
+			udp.Close()
+			tcp.Close()
+		}
+		return nil, nil, fmt.Errorf("netns %s: %w", nsPath, err)
 	}
-	ch := make(chan result, 1)
-	go func() {
-		// The thread is unlocked only once it is back in its original
-		// namespace; if it cannot get back, the goroutine ends locked and
-		// the runtime throws the thread away.
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			ch <- result{err: fmt.Errorf("current netns: %w", err)}
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(target); err != nil {
-			ch <- result{err: fmt.Errorf("enter netns: %w", err)}
-			return
-		}
-		udp, tcp, lerr := bind()
-		if err := netns.Set(orig); err != nil {
-			if lerr == nil {
-				udp.Close()
-				tcp.Close()
-			}
-			ch <- result{err: fmt.Errorf("return to original netns: %w", err)}
-			return
-		}
-		runtime.UnlockOSThread()
-		ch <- result{udp, tcp, lerr}
-	}()
-	r := <-ch
-	if r.err != nil {
-		return nil, nil, fmt.Errorf("netns %s: %w", nsPath, r.err)
-	}
-	return r.udp, r.tcp, nil
+	return udp, tcp, nil
 }
 
 // bind makes both sockets in the calling thread's namespace.

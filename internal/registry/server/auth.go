@@ -14,19 +14,48 @@ import (
 
 // Authenticator decides whether a request may be served, and by whom.
 type Authenticator interface {
-	// Authenticate returns the user the request authenticates as, or an
-	// error (answered 401 UNAUTHORIZED).
-	Authenticate(r *http.Request) (user string, err error)
+	// Authenticate returns the user the request authenticates as once it
+	// is sure the request may have need, the access it asks for (nil: the
+	// version check GET /v2/ and paths outside the API, which only need
+	// valid credentials). An error refuses the request with 401:
+	// ErrInsufficientScope (valid credentials that do not grant need,
+	// answered DENIED; user may still name who was refused) or any other
+	// error for missing or invalid credentials (UNAUTHORIZED).
+	Authenticate(r *http.Request, need []Access) (user string, err error)
+	// Challenge is the WWW-Authenticate header of the 401 that refused a
+	// request needing need, with err.
+	Challenge(need []Access, err error) string
 }
 
-// challenger is an Authenticator that says how to authenticate (the
-// WWW-Authenticate header of a 401).
-type challenger interface {
-	Challenge() string
+// Access is what a request needs of one resource, in the terms of Docker's
+// token scopes: Type "repository", Name the repository, Actions among
+// "pull", "push" and "delete"; or Type "registry", Name "catalog", Actions
+// ["*"]. A token's access claim is a list of the same.
+type Access struct {
+	Type    string   `json:"type"`
+	Name    string   `json:"name"`
+	Actions []string `json:"actions"`
 }
 
-// ErrNoCredentials: the request carries no (or wrong) credentials.
-var ErrNoCredentials = errors.New("no valid credentials")
+// Scope is the access as a token scope: "repository:library/busybox:pull,push".
+func (a Access) Scope() string { return a.Type + ":" + a.Name + ":" + strings.Join(a.Actions, ",") }
+
+// wholeRegistry is an Authenticator whose users, once authenticated, may
+// do anything (htpasswd). Only with one, or with none, does a mount without
+// from= look for the blob in every repository: where access is granted per
+// repository (tokens) it would hand out blobs of repositories the client
+// may not pull, so such a mount gets an upload session instead.
+type wholeRegistry interface {
+	grantsWholeRegistry()
+}
+
+var (
+	// ErrNoCredentials: the request carries no (or wrong) credentials.
+	ErrNoCredentials = errors.New("no valid credentials")
+	// ErrInsufficientScope: the credentials are valid but do not grant what
+	// the request needs.
+	ErrInsufficientScope = errors.New("insufficient scope")
+)
 
 // PasswordVerifier checks a password against a stored hash.
 type PasswordVerifier func(hash, password []byte) error
@@ -80,8 +109,9 @@ func LoadHtpasswd(path string, verify PasswordVerifier) (*Htpasswd, error) {
 	return h, nil
 }
 
-// Authenticate checks the request's basic credentials.
-func (h *Htpasswd) Authenticate(r *http.Request) (string, error) {
+// Authenticate checks the request's basic credentials. A known user may do
+// anything: htpasswd has no per-repository rights, so need is not looked at.
+func (h *Htpasswd) Authenticate(r *http.Request, need []Access) (string, error) {
 	user, pass, ok := r.BasicAuth()
 	if !ok {
 		return "", ErrNoCredentials
@@ -98,5 +128,8 @@ func (h *Htpasswd) Authenticate(r *http.Request) (string, error) {
 	return user, nil
 }
 
-// Challenge is the WWW-Authenticate header of a 401.
-func (h *Htpasswd) Challenge() string { return fmt.Sprintf("Basic realm=%q", h.Realm) }
+func (h *Htpasswd) grantsWholeRegistry() {}
+
+// Challenge is the WWW-Authenticate header of a 401: the same whatever the
+// request needed.
+func (h *Htpasswd) Challenge([]Access, error) string { return fmt.Sprintf("Basic realm=%q", h.Realm) }

@@ -145,8 +145,10 @@ func (s *Server) syncAlgDir(d digest.Digest) error {
 func (s *Server) startUpload(w http.ResponseWriter, r *http.Request, name string) error {
 	q := r.URL.Query()
 	if m := q.Get("mount"); m != "" {
-		if done, err := s.mount(w, name, m, q.Get("from")); done || err != nil {
-			return err
+		if from := q.Get("from"); from != "" || s.mountsAnywhere() {
+			if done, err := s.mount(w, name, m, from); done || err != nil {
+				return err
+			}
 		}
 		// Not mountable: fall back to a new upload session (202), as the spec says.
 	} else if ds := q.Get("digest"); ds != "" {
@@ -176,6 +178,13 @@ func (s *Server) startUpload(w http.ResponseWriter, r *http.Request, name string
 	uploadHeaders(w, name, id, 0)
 	w.WriteHeader(http.StatusAccepted)
 	return nil
+}
+
+// mountsAnywhere tells whether a mount without from= may take the blob from
+// any repository (see wholeRegistry).
+func (s *Server) mountsAnywhere() bool {
+	_, ok := s.opts.Auth.(wholeRegistry)
+	return s.opts.Auth == nil || ok
 }
 
 // mount links blob m from repository from (any repository when from is

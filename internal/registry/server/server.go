@@ -2,7 +2,7 @@
 // distribution spec v1.1 under /v2/ (pull, push with monolithic, chunked and
 // cross-repository mount uploads, tag listing, deletion of manifests, tags and
 // blobs, the referrers API), the registry's storage under one root directory,
-// its garbage collector, basic authentication and access logs.
+// its garbage collector, basic and token authentication and access logs.
 //
 // Storage: blobs and manifests are in an internal/content store at
 // <root>/content (written to ingest/, verified, fsynced and renamed, so no
@@ -22,6 +22,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -181,29 +182,76 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() { s.accessLog(lw, r, start) }()
 	lw.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 
+	rt, ok := parseRoute(r.URL.Path)
 	if s.opts.Auth != nil {
-		user, err := s.opts.Auth.Authenticate(r)
+		need := requiredAccess(r, rt, ok)
+		user, err := s.opts.Auth.Authenticate(r, need)
+		lw.user = user
 		if err != nil {
-			if c, ok := s.opts.Auth.(challenger); ok {
-				lw.Header().Set("WWW-Authenticate", c.Challenge())
+			lw.Header().Set("WWW-Authenticate", s.opts.Auth.Challenge(need, err))
+			e := apiErr(http.StatusUnauthorized, CodeUnauthorized, need, "authentication required")
+			if errors.Is(err, ErrInsufficientScope) {
+				e = apiErr(http.StatusUnauthorized, CodeDenied, need, "requested access to the resource is denied")
 			}
-			serveError(lw, r, apiErr(http.StatusUnauthorized, CodeUnauthorized, nil, "authentication required"))
+			if need == nil {
+				e.Detail = nil
+			}
+			serveError(lw, r, e)
+			lw.err = nil
+			if !errors.Is(err, ErrNoCredentials) {
+				lw.err = err // why, for the access log
+			}
 			return
 		}
-		lw.user = user
 	}
-	rt, ok := parseRoute(r.URL.Path)
 	if !ok {
 		serveError(lw, r, apiErr(http.StatusNotFound, CodeUnsupported, nil, "no such endpoint: %s", r.URL.Path))
 		return
 	}
-	if rt.name != "" && (!nameRE.MatchString(rt.name) || len(rt.name) > 255) {
+	if !validName(rt.name) {
 		serveError(lw, r, apiErr(http.StatusBadRequest, CodeNameInvalid, map[string]string{"name": rt.name}, "invalid repository name"))
 		return
 	}
 	if err := s.dispatch(lw, r, rt); err != nil {
 		serveError(lw, r, err)
 	}
+}
+
+// validName: no name, or a repository name of the spec's grammar.
+func validName(name string) bool {
+	return name == "" || (nameRE.MatchString(name) && len(name) <= 255)
+}
+
+// requiredAccess is what r needs, in token scopes, as distribution asks:
+// pull for GET and HEAD (and methods no route serves), pull and push for
+// POST, PUT and PATCH, delete for DELETE, pull on the source of a cross-repository mount, and
+// registry:catalog:* for the catalog. The version check, unknown paths and
+// invalid names need only valid credentials (they are answered 200, 404,
+// 400 whatever the repository).
+func requiredAccess(r *http.Request, rt route, ok bool) []Access {
+	if !ok || rt.kind == "base" || !validName(rt.name) {
+		return nil
+	}
+	if rt.kind == "catalog" {
+		return []Access{{Type: "registry", Name: "catalog", Actions: []string{"*"}}}
+	}
+	var actions []string
+	switch r.Method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch:
+		actions = []string{"pull", "push"}
+	case http.MethodDelete:
+		actions = []string{"delete"}
+	default:
+		actions = []string{"pull"}
+	}
+	need := []Access{{Type: "repository", Name: rt.name, Actions: actions}}
+	if rt.kind == "uploads" && r.Method == http.MethodPost {
+		q := r.URL.Query()
+		if from := q.Get("from"); q.Get("mount") != "" && from != "" && from != rt.name && validName(from) {
+			need = append(need, Access{Type: "repository", Name: from, Actions: []string{"pull"}})
+		}
+	}
+	return need
 }
 
 func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, rt route) error {
@@ -316,11 +364,16 @@ func (s *Server) accessLog(w *logWriter, r *http.Request, start time.Time) {
 		attrs = append(attrs, slog.String("agent", ua))
 	}
 	level := slog.LevelInfo
-	if w.status >= 500 {
+	switch {
+	case w.status >= 500:
 		level = slog.LevelError
 		if w.err != nil {
 			attrs = append(attrs, slog.String("error", w.err.Error()))
 		}
+	case w.status == http.StatusUnauthorized && w.err != nil:
+		// Why credentials were refused (an expired token, another
+		// audience, a scope not granted): the client only gets the code.
+		attrs = append(attrs, slog.String("error", w.err.Error()))
 	}
 	s.log.LogAttrs(r.Context(), level, "registry request", attrs...)
 }

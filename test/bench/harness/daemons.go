@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -88,6 +89,52 @@ func (e *Engine) StartDaemon(argv []string, logPath, netns string, grace time.Du
 	e.Logs = append(e.Logs, logPath)
 	e.Stop = func() int { return d.Stop(grace, e.Bench.Logf) }
 	return d, nil
+}
+
+// NetNSDockerd says how to start a private dockerd in a network namespace
+// (StartDockerdIn).
+type NetNSDockerd struct {
+	Dockerd, Docker string   // the binaries
+	CgroupParent    string   // --cgroup-parent
+	NetNS           string   // the namespace it runs in
+	Config          []string // daemon.json keys and values beyond the key path, in pairs
+	Args            []string // flags beyond the common ones (networking)
+}
+
+// StartDockerdIn starts a private dockerd in the engine's directory and the namespace o
+// names, as test/engine.StartDockerd does (its own data root, exec root, socket, pid file,
+// daemon.json with the identity key in the directory, cgroupfs, overlay2, the cgroup
+// parent), sets the engine's CLI and environment, waits until it answers and returns its
+// version line.
+func (e *Engine) StartDockerdIn(ctx context.Context, o NetNSDockerd) (string, error) {
+	sock := filepath.Join(e.Dir, "docker.sock")
+	e.CLI = o.Docker
+	e.Env = engine.BaseEnv("DOCKER_HOST=unix://"+sock, "DOCKER_CONFIG="+filepath.Join(e.Dir, "cli"))
+	// The identity key in the directory (by default /etc/docker/key.json: other tests
+	// watch /etc).
+	conf := map[string]string{"deprecated-key-path": filepath.Join(e.Dir, "key.json")}
+	for i := 0; i+1 < len(o.Config); i += 2 {
+		conf[o.Config[i]] = o.Config[i+1]
+	}
+	confPath := filepath.Join(e.Dir, "daemon.json")
+	b, _ := json.Marshal(conf)
+	if err := os.WriteFile(confPath, b, 0o644); err != nil {
+		return "", err
+	}
+	d, err := e.StartDaemon(append([]string{o.Dockerd,
+		"--config-file", confPath,
+		"--data-root", filepath.Join(e.Dir, "data"),
+		"--exec-root", filepath.Join(e.Dir, "exec"),
+		"--host", "unix://" + sock,
+		"--pidfile", filepath.Join(e.Dir, "docker.pid"),
+		"--exec-opt", "native.cgroupdriver=cgroupfs",
+		"--storage-driver", "overlay2",
+		"--cgroup-parent", o.CgroupParent,
+	}, o.Args...), filepath.Join(e.Dir, "dockerd.log"), o.NetNS, 40*time.Second)
+	if err != nil {
+		return "", err
+	}
+	return e.WaitReady(ctx, d, 60*time.Second, "dockerd {{.Server.Version}} (API {{.Server.APIVersion}}), docker CLI {{.Client.Version}}")
 }
 
 // WaitReady runs `version --format format` until it answers, for up to timeout, and returns

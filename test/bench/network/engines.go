@@ -2,18 +2,13 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
-
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
 	"berth/internal/network"
 	"berth/test/bench/harness"
@@ -126,61 +121,28 @@ func (e *eng) Cleanup() int {
 	return e.Shutdown(e.removeNetNS)
 }
 
-// removeNetNS kills what is left in the engine's namespace (docker-proxy and the load
-// generators name no path in Dir: found by namespace) and removes it; it returns the
+// removeNetNS removes the engine's namespace (harness.Engine.RemoveNetNS); it returns the
 // leftovers.
 func (e *eng) removeNetNS() int {
 	if e.netns == "" {
 		return 0
 	}
-	leftovers := 0
-	for _, pid := range awaitNetNSEmpty(e.netns, 10*time.Second) {
-		logf("LEFTOVER: %s: process %d in the engine's network namespace: %s", e.Name, pid, engine.Cmdline(pid))
-		syscall.Kill(pid, syscall.SIGKILL)
-		leftovers++
-	}
-	if err := network.RemoveNetNS(e.netns); err != nil {
-		logf("LEFTOVER: %v", err)
-		leftovers++
-	}
-	return leftovers
+	return e.RemoveNetNS(e.netns)
 }
 
 // --- network namespaces ---
 
-// makeNetNS makes a network namespace at path (a bind mount of the namespace, in this mount
-// namespace) with lo up and nothing else, as test/berthtest makes berthd's.
-func makeNetNS(path string) (err error) {
-	if err := network.NewNetNS(path); err != nil {
+// makeNetNS makes the engine's namespace (harness.MakeNetNS) and lets the load generator
+// reuse its TIME_WAIT sockets: wrk closes some connections before the server does, and its
+// TIME_WAIT sockets to CONTAINER-IP:80 (not loopback, where the default 2 reuses them) would
+// use up the ephemeral ports in a few rounds of the direct path.
+func makeNetNS(path string) error {
+	if err := harness.MakeNetNS(path); err != nil {
 		return err
 	}
-	defer func() {
-		if err != nil {
-			network.RemoveNetNS(path)
-		}
-	}()
-	ns, err := netns.GetFromPath(path)
-	if err != nil {
-		return err
-	}
-	defer ns.Close()
-	nl, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		return err
-	}
-	defer nl.Close()
-	lo, err := nl.LinkByName("lo")
-	if err != nil {
-		return err
-	}
-	if err := nl.LinkSetUp(lo); err != nil {
-		return err
-	}
-	// The load generator's side: wrk closes some connections before the server does, and
-	// its TIME_WAIT sockets to CONTAINER-IP:80 (not loopback, where the default 2 reuses
-	// them) would use up the ephemeral ports in a few rounds of the direct path.
 	out, err := exec.Command("nsenter", "--net="+path, "--", "sh", "-c", "echo 1 >/proc/sys/net/ipv4/tcp_tw_reuse").CombinedOutput()
 	if err != nil {
+		network.RemoveNetNS(path)
 		return fmt.Errorf("net.ipv4.tcp_tw_reuse=1 in the namespace: %v: %s", err, out)
 	}
 	return nil
@@ -211,40 +173,6 @@ func (e *eng) synRetrans() int64 {
 		}
 	}
 	return -1
-}
-
-// processesInNetNS lists the processes whose network namespace is the one bound at path.
-func processesInNetNS(path string) []int {
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
-		return nil
-	}
-	want := fmt.Sprintf("net:[%d]", st.Ino)
-	var pids []int
-	ents, _ := os.ReadDir("/proc")
-	for _, ent := range ents {
-		pid, err := strconv.Atoi(ent.Name())
-		if err != nil {
-			continue
-		}
-		if l, err := os.Readlink(filepath.Join("/proc", ent.Name(), "ns", "net")); err == nil && l == want {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
-// awaitNetNSEmpty waits up to timeout for the namespace at path to hold no process and
-// returns those still there.
-func awaitNetNSEmpty(path string, timeout time.Duration) []int {
-	deadline := time.Now().Add(timeout)
-	for {
-		left := processesInNetNS(path)
-		if len(left) == 0 || !time.Now().Before(deadline) {
-			return left
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // newEng makes the engine's directory (harness.NewEngine) and namespace.
@@ -289,34 +217,13 @@ func startDockerd(ctx context.Context, dir, cgroupParent string) (*eng, error) {
 			return nil, fmt.Errorf("%v (apt-get install -y docker.io)", err)
 		}
 	}
-	sock := filepath.Join(dir, "docker.sock")
-	e, err := newEng("dockerd", dir, sock)
+	e, err := newEng("dockerd", dir, filepath.Join(dir, "docker.sock"))
 	if err != nil {
 		return e, err
 	}
-	e.CLI = *flagDocker
-	e.Env = engine.BaseEnv("DOCKER_HOST=unix://"+sock, "DOCKER_CONFIG="+filepath.Join(dir, "cli"))
-	conf := filepath.Join(dir, "daemon.json")
-	// The identity key in dir (by default /etc/docker/key.json: other tests watch /etc).
-	b, _ := json.Marshal(map[string]string{"deprecated-key-path": filepath.Join(dir, "key.json"), "bip": *flagBip})
-	if err := os.WriteFile(conf, b, 0o644); err != nil {
-		return e, err
-	}
-	d, err := e.StartDaemon([]string{*flagDockerd,
-		"--config-file", conf,
-		"--data-root", filepath.Join(dir, "data"),
-		"--exec-root", filepath.Join(dir, "exec"),
-		"--host", "unix://" + sock,
-		"--pidfile", filepath.Join(dir, "docker.pid"),
-		"--exec-opt", "native.cgroupdriver=cgroupfs",
-		"--storage-driver", "overlay2",
-		"--cgroup-parent", cgroupParent,
-		"--iptables=true", "--userland-proxy=true",
-	}, filepath.Join(dir, "dockerd.log"), e.netns, 40*time.Second)
-	if err != nil {
-		return e, err
-	}
-	v, err := e.WaitReady(ctx, d, 60*time.Second, "dockerd {{.Server.Version}} (API {{.Server.APIVersion}}), docker CLI {{.Client.Version}}")
+	v, err := e.StartDockerdIn(ctx, harness.NetNSDockerd{Dockerd: *flagDockerd, Docker: *flagDocker, CgroupParent: cgroupParent, NetNS: e.netns,
+		Config: []string{"bip", *flagBip},
+		Args:   []string{"--iptables=true", "--userland-proxy=true"}})
 	if err != nil {
 		return e, err
 	}

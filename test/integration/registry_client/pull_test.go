@@ -3,7 +3,9 @@
 // private berthd's network namespace on 127.0.0.1:5000 with a temporary root; skopeo
 // pushes an image that berth saved into it, and the stock docker CLI pulls it back
 // through berthd (progress, RepoDigests, up to date on the second pull, a missing tag),
-// runs it, and builds FROM it.
+// runs it, and builds FROM it. The docker CLI also pushes through berthd into it
+// (uploads, layers already there, cross-repository mounts, the registry's digest) and
+// pulls the pushed image back.
 //
 // Needs root, the docker CLI, skopeo and docker-registry (apt-get install
 // docker-registry); without docker-registry the test skips.
@@ -15,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -133,4 +136,77 @@ func TestPullFromDistributionRegistry(t *testing.T) {
 	if got := d.Must("run", "--rm", "regc/built", "cat", "/built"); got != "built" {
 		t.Errorf("built image: %q", got)
 	}
+}
+
+// TestPushToDistributionRegistry: the stock docker CLI pushes through berthd to Debian's
+// docker-registry 2.8: every layer uploaded, then "Layer already exists", "Mounted from"
+// for another repository; the registry reports the digest docker push printed; after rmi
+// the image pulls back identical (image ID, layers, config) and runs.
+func TestPushToDistributionRegistry(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	d := berthtest.Start(t, berthtest.Options{})
+	addr := startRegistry(t, d)
+	d.Busybox("busybox")
+	ref := addr + "/test/app:v1"
+	ctxDir := filepath.Join(d.Dir, "ctx-push")
+	os.MkdirAll(ctxDir, 0o755)
+	os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte("FROM busybox\nENV PUSHED_TO=distribution\nRUN echo pushed-to-distribution > /marker\nCMD [\"cat\", \"/marker\"]\n"), 0o644)
+	d.Must("build", "-q", "-t", ref, ctxDir)
+	orig := d.Must("inspect", "--format", "{{.Id}} {{.RootFS.Layers}} {{.Config.Env}} {{.Config.Cmd}}", ref)
+
+	digestRE := regexp.MustCompile(`(?m)^v1: digest: (sha256:[0-9a-f]{64}) size: \d+$`)
+	push := func(ref string) (string, string) {
+		t.Helper()
+		out, errOut, code := d.Docker("push", ref)
+		if code != 0 {
+			t.Fatalf("docker push %s: exit %d\n%s\n%s\nberthd log:\n%s", ref, code, out, errOut, d.LogTail(3000))
+		}
+		m := digestRE.FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("docker push %s: no \"v1: digest: ... size: N\" line:\n%s", ref, out)
+		}
+		return out, m[1]
+	}
+	out, dgst := push(ref)
+	if !strings.Contains(out, "The push refers to repository ["+addr+"/test/app]") || strings.Count(out, ": Pushed") != 2 {
+		t.Errorf("first push: want the repository line and 2 layers Pushed:\n%s", out)
+	}
+	// The registry's own word for the tag's digest.
+	head, code := d.Host(10*time.Second, "curl", "-sfI",
+		"-H", "Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json",
+		"http://"+addr+"/v2/test/app/manifests/v1")
+	if code != 0 || !strings.Contains(strings.ToLower(head), "docker-content-digest: "+dgst) {
+		t.Errorf("docker-registry's HEAD of test/app:v1 (exit %d), want digest %s:\n%s", code, dgst, head)
+	}
+	if got := d.Must("inspect", "--format", "{{json .RepoDigests}}", ref); !strings.Contains(got, `"`+addr+"/test/app@"+dgst+`"`) {
+		t.Errorf("RepoDigests %s lack %s/test/app@%s", got, addr, dgst)
+	}
+
+	out, again := push(ref)
+	if strings.Count(out, ": Layer already exists") != 2 || again != dgst {
+		t.Errorf("second push: want 2 layers already there and digest %s:\n%s", dgst, out)
+	}
+	other := addr + "/test/other:v1"
+	d.Must("tag", ref, other)
+	out, mounted := push(other)
+	if strings.Count(out, ": Mounted from test/app") != 2 || mounted != dgst {
+		t.Errorf("push to another repository: want 2 layers \"Mounted from test/app\" and digest %s:\n%s", dgst, out)
+	}
+
+	// Gone from berthd (with the build cache that keeps the RUN layer), pulled back.
+	d.Must("rmi", ref, other)
+	d.Must("builder", "prune", "-a", "-f")
+	out, errOut, code := d.Docker("pull", ref)
+	if code != 0 || !strings.Contains(out, "Digest: "+dgst) || !strings.Contains(out, ": Pull complete") {
+		t.Fatalf("pull back: exit %d, want digest %s and a layer downloaded:\n%s\n%s", code, dgst, out, errOut)
+	}
+	if got := d.Must("inspect", "--format", "{{.Id}} {{.RootFS.Layers}} {{.Config.Env}} {{.Config.Cmd}}", ref); got != orig {
+		t.Errorf("pulled back: %s\npushed:      %s", got, orig)
+	}
+	if got := d.Must("run", "--rm", ref); got != "pushed-to-distribution" {
+		t.Errorf("run the pulled image: %q", got)
+	}
+	d.Must("rmi", ref)
 }
