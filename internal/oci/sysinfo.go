@@ -9,6 +9,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"berth/internal/mountinfo"
 )
 
 // SysInfo is what the host can enforce, as dockerd's pkg/sysinfo sees it. [Adapt] drops the
@@ -180,7 +182,7 @@ func readMountinfo() ([]mountEntry, error) {
 			continue
 		}
 		out = append(out, mountEntry{
-			root: unescapeMountinfo(a[3]), point: unescapeMountinfo(a[4]),
+			root: mountinfo.Unescape(a[3]), point: mountinfo.Unescape(a[4]),
 			optional: strings.Join(a[6:], " "), fstype: b[0], super: b[2],
 		})
 	}
@@ -202,31 +204,4 @@ func cgroupMounts() ([]mountEntry, error) {
 		}
 	}
 	return out, nil
-}
-
-// unescapeMountinfo undoes the octal escapes (\040 for a space, ...) of mountinfo paths.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			v, ok := 0, true
-			for _, c := range s[i+1 : i+4] {
-				if c < '0' || c > '7' {
-					ok = false
-					break
-				}
-				v = v*8 + int(c-'0')
-			}
-			if ok {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

@@ -11,6 +11,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"berth/internal/mountinfo"
 	"berth/internal/runtime/child"
 )
 
@@ -119,14 +120,29 @@ func (c *compiler) mountAll(consoleSlot *int32, terminal bool) error {
 	s := c.spec
 	b := c.b
 	prop := uintptr(unix.MS_SLAVE | unix.MS_REC)
+	parent := "" // the mount the rootfs is on, made private
 	if s.Linux.RootfsPropagation != "" {
 		prop = propagationFlags[s.Linux.RootfsPropagation]
-		if prop&^unix.MS_REC == unix.MS_SHARED || prop&^unix.MS_REC == unix.MS_UNBINDABLE {
+		switch prop &^ unix.MS_REC {
+		case unix.MS_UNBINDABLE:
 			// the host side must not see container mounts: keep the root private below the rootfs
 			prop = unix.MS_PRIVATE | unix.MS_REC
+		case unix.MS_SHARED:
+			// As runc: the host's mounts keep their peers, so that a shared bind of one
+			// (rshared, kubelet's Bidirectional) propagates both ways; the mount the rootfs is
+			// on is made private, so that the container's own mounts stay in the container
+			// (pivot_root needs it too).
+			mp, err := mountPointOf(c.rootfs)
+			if err != nil {
+				return fmt.Errorf("rootfs %s: %w", c.rootfs, err)
+			}
+			parent = mp
 		}
 	}
 	b.Sys("make / "+propName(prop), unix.SYS_MOUNT, 0, b.Str("/"), 0, prop, 0)
+	if parent != "" {
+		b.Sys("make the rootfs's mount "+parent+" private", unix.SYS_MOUNT, 0, b.Str(parent), 0, unix.MS_PRIVATE, 0)
+	}
 	// The rootfs's parent must be private for pivot_root.
 	b.Sys("bind rootfs "+c.rootfs+" onto itself", unix.SYS_MOUNT, b.Str(c.rootfs), b.Str(c.rootfs), b.Str("bind"), unix.MS_BIND|unix.MS_REC, 0)
 	_, c.rootFD = b.SysFD("open rootfs "+c.rootfs, unix.SYS_OPENAT, child.AtFDCWD, b.Str(c.rootfs), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -262,21 +278,27 @@ func (c *compiler) bindMount(m specs.Mount, o mountOpts) error {
 		set |= at
 		clr |= unix.MOUNT_ATTR__ATIME
 	}
-	if set != 0 || clr != 0 || o.propagation != 0 {
-		attr := &unix.MountAttr{Attr_set: set, Attr_clr: clr, Propagation: uint64(o.propagation &^ unix.MS_REC)}
-		recursive := uintptr(0)
-		if o.propagation&unix.MS_REC != 0 {
-			recursive = unix.AT_RECURSIVE
-		}
-		i := b.Sys("set attributes of bind mount "+dest, unix.SYS_MOUNT_SETATTR, uintptr(tree), b.Str(""), unix.AT_EMPTY_PATH|recursive, b.Mem(unsafe.Pointer(attr), attr), unsafe.Sizeof(*attr))
+	// The flags (ro, nosuid, ...) apply to the bind's top mount only, as runc's remount
+	// does (rro and friends are recAttrSet); the propagation to the whole tree with r*.
+	if set != 0 || clr != 0 {
+		attr := &unix.MountAttr{Attr_set: set, Attr_clr: clr}
+		i := b.Sys("set attributes of bind mount "+dest, unix.SYS_MOUNT_SETATTR, uintptr(tree), b.Str(""), unix.AT_EMPTY_PATH, b.Mem(unsafe.Pointer(attr), attr), unsafe.Sizeof(*attr))
 		if clr != 0 {
 			// Clearing a flag the source mount has locked (in a user namespace) is refused:
 			// retry setting only.
 			b.Ignore(i, 0, unix.EPERM)
 			b.SkipOK(i, 1)
-			attr2 := &unix.MountAttr{Attr_set: set, Propagation: attr.Propagation}
-			b.Sys("set attributes of bind mount "+dest, unix.SYS_MOUNT_SETATTR, uintptr(tree), b.Str(""), unix.AT_EMPTY_PATH|recursive, b.Mem(unsafe.Pointer(attr2), attr2), unsafe.Sizeof(*attr2))
+			attr2 := &unix.MountAttr{Attr_set: set}
+			b.Sys("set attributes of bind mount "+dest, unix.SYS_MOUNT_SETATTR, uintptr(tree), b.Str(""), unix.AT_EMPTY_PATH, b.Mem(unsafe.Pointer(attr2), attr2), unsafe.Sizeof(*attr2))
 		}
+	}
+	if o.propagation != 0 {
+		attr := &unix.MountAttr{Propagation: uint64(o.propagation &^ unix.MS_REC)}
+		recursive := uintptr(0)
+		if o.propagation&unix.MS_REC != 0 {
+			recursive = unix.AT_RECURSIVE
+		}
+		b.Sys("set propagation of bind mount "+dest, unix.SYS_MOUNT_SETATTR, uintptr(tree), b.Str(""), unix.AT_EMPTY_PATH|recursive, b.Mem(unsafe.Pointer(attr), attr), unsafe.Sizeof(*attr))
 	}
 	if o.recAttrSet != 0 || o.recAttrClr != 0 {
 		attr := &unix.MountAttr{Attr_set: o.recAttrSet, Attr_clr: o.recAttrClr}
@@ -565,7 +587,14 @@ func (c *compiler) pivot(noPivot bool) {
 		b.Sys("move rootfs to /", unix.SYS_MOUNT, b.Str("."), b.Str("/"), 0, unix.MS_MOVE, 0)
 		b.Sys("chroot to rootfs", unix.SYS_CHROOT, b.Str("."))
 	} else {
+		// As runc: the old root is made rslave and unmounted through an fd opened on it
+		// before the pivot. After pivot_root(".", ".") the kernel gives no promise about
+		// what "." is, and when it is the new root, making it rslave would turn the
+		// container's shared binds (kubelet's Bidirectional) into slaves.
+		_, oldRoot := b.SysFD("open the old root", unix.SYS_OPENAT, child.AtFDCWD, b.Str("/"), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		b.Sys("pivot_root", unix.SYS_PIVOT_ROOT, b.Str("."), b.Str("."))
+		b.Sys("change directory to the old root", unix.SYS_FCHDIR, uintptr(oldRoot))
+		b.Close(oldRoot)
 		b.Sys("make old root rslave", unix.SYS_MOUNT, 0, b.Str("."), 0, unix.MS_SLAVE|unix.MS_REC, 0)
 		b.Sys("unmount old root", unix.SYS_UMOUNT2, b.Str("."), unix.MNT_DETACH)
 	}
@@ -578,4 +607,33 @@ func (c *compiler) pivot(noPivot bool) {
 		b.Sys("set rootfs propagation "+p, unix.SYS_MOUNT, 0, b.Str("/"), 0, propagationFlags[p], 0)
 	}
 	b.Close(c.rootFD)
+}
+
+// mountPointOf is the mount point that path (symlinks resolved) is on, from the caller's
+// /proc/self/mountinfo: the child, in a copy of the caller's mount namespace, finds it at the
+// same place.
+func mountPointOf(p string) (string, error) {
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return "", err
+	}
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return "", err
+	}
+	best := ""
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		mp := mountinfo.Unescape(f[4])
+		if (mp == real || mp == "/" || strings.HasPrefix(real, mp+"/")) && len(mp) >= len(best) {
+			best = mp
+		}
+	}
+	if best == "" {
+		return "", fmt.Errorf("no mount point found for %s", p)
+	}
+	return best, nil
 }

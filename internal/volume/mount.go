@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"strconv"
 	"strings"
 	"syscall"
 
-	"berth/internal/errdefs"
-
 	"golang.org/x/sys/unix"
+
+	"berth/internal/errdefs"
+	"berth/internal/mountinfo"
 )
 
 // Mount makes the volume name ready for a container and returns its host
@@ -214,31 +214,12 @@ func mountPoints() (map[string]bool, error) {
 		if len(fields) < 5 {
 			continue
 		}
-		mps[unescapeMountPoint(fields[4])] = true
+		mps[mountinfo.Unescape(fields[4])] = true
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read mountinfo: %w", err)
 	}
 	return mps, nil
-}
-
-// unescapeMountPoint undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMountPoint(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 func sysStat(fi fs.FileInfo) (*syscall.Stat_t, bool) {

@@ -406,7 +406,4 @@ func TestParseMountOptions(t *testing.T) {
 			t.Errorf("parseMountOptions(%q) = %s, want %s", o, got, want)
 		}
 	}
-	if got := unescapeMountPoint(`/a\040b\011c\134d`); got != "/a b\tc\\d" {
-		t.Errorf("unescape = %q", got)
-	}
 }

@@ -7,6 +7,8 @@ import (
 	"path"
 	"sort"
 	"strings"
+
+	"berth/internal/mountinfo"
 )
 
 // v1Controllers are the cgroup v1 hierarchies a container joins, in the
@@ -68,27 +70,6 @@ func parseProcCgroup(text string) (map[string]string, error) {
 	return out, sc.Err()
 }
 
-// unescapeMountinfo undoes the octal escapes (\040 for space, \011, \012,
-// \134) the kernel uses in mountinfo paths.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			o := s[i+1 : i+4]
-			if o[0] >= '0' && o[0] <= '3' && o[1] >= '0' && o[1] <= '7' && o[2] >= '0' && o[2] <= '7' {
-				b.WriteByte((o[0]-'0')<<6 | (o[1]-'0')<<3 | (o[2] - '0'))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
 // parseMountinfo returns the cgroup and cgroup2 mounts listed in
 // /proc/self/mountinfo text, in file order.
 func parseMountinfo(text string) ([]cgroupMount, error) {
@@ -115,8 +96,8 @@ func parseMountinfo(text string) ([]cgroupMount, error) {
 			continue
 		}
 		m := cgroupMount{
-			Root:       unescapeMountinfo(fields[3]),
-			Mountpoint: unescapeMountinfo(fields[4]),
+			Root:       mountinfo.Unescape(fields[3]),
+			Mountpoint: mountinfo.Unescape(fields[4]),
 			V2:         fstype == "cgroup2",
 		}
 		if !m.V2 && len(tail) >= 3 {

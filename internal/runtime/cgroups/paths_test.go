@@ -111,9 +111,6 @@ func TestParseMountinfo(t *testing.T) {
 	if last := ms[len(ms)-1]; !last.V2 || last.Mountpoint != "/sys/fs/cgroup/unified" {
 		t.Errorf("cgroup2 mount: %+v", last)
 	}
-	if got := unescapeMountinfo(`a\011b\134c\12`); got != "a\tb\\c\\12" {
-		t.Errorf("unescape: %q", got)
-	}
 }
 
 func mustHost(t *testing.T, mode Mode, cg, mi string) *host {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -219,6 +220,60 @@ func TestSpecMounts(t *testing.T) {
 			if !strings.Contains(mi, want) {
 				t.Errorf("tmpfs mountinfo %q lacks %q", mi, want)
 			}
+		}
+	})
+	t.Run("propagation", func(t *testing.T) {
+		// A shared host mount bound rshared (kubelet's Bidirectional) stays a peer of the
+		// host's: a mount the container makes under it reaches the host, and one the host
+		// makes reaches the container; rslave gets the host's only; the container's other
+		// mounts stay its own.
+		src := t.TempDir()
+		if err := syscall.Mount(src, src, "", syscall.MS_BIND, ""); err != nil {
+			t.Fatal(err)
+		}
+		defer syscall.Unmount(src, syscall.MNT_DETACH)
+		if err := syscall.Mount("", src, "", syscall.MS_SHARED|syscall.MS_REC, ""); err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range []string{"from-host", "from-shared", "from-slave", "host-dir"} {
+			os.Mkdir(filepath.Join(src, d), 0o755)
+		}
+		os.WriteFile(filepath.Join(src, "host-dir", "marker"), []byte("x"), 0o644)
+		// The host mounts under src while the container waits for it.
+		go func() {
+			for i := 0; i < 200; i++ {
+				if _, err := os.Stat(filepath.Join(src, "from-shared", "passwd")); err == nil {
+					break
+				}
+				time.Sleep(25 * time.Millisecond)
+			}
+			syscall.Mount(filepath.Join(src, "host-dir"), filepath.Join(src, "from-host"), "", syscall.MS_BIND, "")
+		}()
+		defer syscall.Unmount(filepath.Join(src, "from-host"), syscall.MNT_DETACH)
+		defer syscall.Unmount(filepath.Join(src, "from-shared"), syscall.MNT_DETACH)
+		r := runIn(t, e, `grep -E ' /(shared|slave) ' /proc/self/mountinfo | grep -c shared:
+mount --bind /etc /shared/from-shared && mount -t tmpfs t /slave/from-slave && mount -t tmpfs t /tmp
+for i in $(seq 100); do [ -e /shared/from-host/marker ] && [ -e /slave/from-host/marker ] && break; sleep 0.05; done
+ls /shared/from-host; ls /slave/from-host`,
+			bundle.WithReadonlyRootfs(false),
+			bundle.WithSpec(func(s *specs.Spec) {
+				s.Process.Capabilities.Bounding = append(s.Process.Capabilities.Bounding, "CAP_SYS_ADMIN")
+				s.Process.Capabilities.Effective = append(s.Process.Capabilities.Effective, "CAP_SYS_ADMIN")
+				s.Process.Capabilities.Permitted = append(s.Process.Capabilities.Permitted, "CAP_SYS_ADMIN")
+				s.Linux.RootfsPropagation = "shared"
+				s.Linux.Seccomp = nil
+				s.Linux.MaskedPaths, s.Linux.ReadonlyPaths = nil, nil
+			}),
+			bundle.WithMounts(
+				specs.Mount{Destination: "/shared", Type: "bind", Source: src, Options: []string{"rbind", "rshared"}},
+				specs.Mount{Destination: "/slave", Type: "bind", Source: src, Options: []string{"rbind", "rslave"}},
+			))
+		wantOut(t, r, "1\nmarker\nmarker\n")
+		if _, err := os.Stat(filepath.Join(src, "from-shared", "passwd")); err != nil {
+			t.Errorf("the container's mount under its rshared bind did not reach the host: %v", err)
+		}
+		if b, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(b), filepath.Join(src, "from-slave")) {
+			t.Errorf("the container's mount under its rslave bind reached the host")
 		}
 	})
 	t.Run("bad-bind-source", func(t *testing.T) {
