@@ -1,11 +1,11 @@
 // Command berth-shim stays beside one container for its whole life: berthd starts it (never a
 // person), and it starts the container through the OCI runtime, keeps its stdio, writes its
-// json-file log, reaps it and records its exit (docs/daemon-design.md, "The shim contract").
+// json-file or CRI log, reaps it and records its exit (docs/daemon-design.md, "The shim contract").
 // It is a thin shell over internal/shim/server and, like it, imports only light packages: no
 // fmt, flag, net or reflect-heavy code, so that an idle shim stays around 2 MB of RSS.
 //
 //	berth-shim --id ID --bundle DIR --dir DIR --runtime PATH --runtime-root DIR
-//	           [--log-path FILE --log-max-size BYTES --log-max-file N]
+//	           [--log-path FILE [--log-format json-file|cri] --log-max-size BYTES --log-max-file N]
 //	           [--tty] [--stdin [--stdin-once]] [--oom-file FILE]
 package main
 
@@ -33,6 +33,7 @@ func parseArgs(args []string) (server.Config, error) {
 	strs := map[string]*string{
 		"--id": &cfg.ID, "--bundle": &cfg.Bundle, "--dir": &cfg.Dir, "--runtime": &cfg.Runtime,
 		"--runtime-root": &cfg.RuntimeRoot, "--log-path": &cfg.LogPath, "--oom-file": &cfg.OOMFile,
+		"--log-format": &cfg.LogFormat,
 	}
 	bools := map[string]*bool{"--tty": &cfg.TTY, "--stdin": &cfg.Stdin, "--stdin-once": &cfg.StdinOnce}
 	var maxSize, maxFile string

@@ -67,6 +67,9 @@ type Config struct {
 	// listens: a unix socket path, by default cri.sock in the exec root
 	// (/run/berth/cri.sock); "none" turns it off.
 	CRISocket string `json:"cri-socket,omitempty"`
+	// CRIStreamAddress is where the CRI's streaming server (exec, attach and port forward
+	// for kubelet) listens: host:port, by default 127.0.0.1:0 (a free port on loopback).
+	CRIStreamAddress string `json:"cri-stream-address,omitempty"`
 
 	// Binaries, found next to berthd's own executable unless set (not in daemon.json).
 	ShimBinary    string `json:"-"`
@@ -155,6 +158,12 @@ func (c *Config) fill() error {
 		return fmt.Errorf("cri-socket %q: want an absolute path of a unix socket, or none", c.CRISocket)
 	default:
 		c.CRISocket = p
+	}
+	if c.CRIStreamAddress == "" {
+		c.CRIStreamAddress = "127.0.0.1:0"
+	}
+	if _, _, err := net.SplitHostPort(c.CRIStreamAddress); err != nil {
+		return fmt.Errorf("cri-stream-address %q: %w", c.CRIStreamAddress, err)
 	}
 	if c.LogDriver == "" {
 		c.LogDriver = "json-file"

@@ -44,6 +44,9 @@ type Container struct {
 	// Extra is the owning front end's own record of the container (the CRI's metadata,
 	// annotations and log path), saved and removed with it.
 	Extra json.RawMessage `json:",omitempty"`
+	// CRILogPath is where the shim writes the output in the CRI's log format (CRI
+	// containers; LogPath is then empty).
+	CRILogPath string `json:",omitempty"`
 	// Rootfs is where the container's snapshot is mounted while the container exists.
 	Rootfs string
 	// Cgroup is the container's cgroup path as the runtime got it (cgroupsPath).
@@ -53,7 +56,8 @@ type Container struct {
 	RemoveVolumes bool `json:",omitempty"`
 	// Networks are the container's endpoints on bridge networks, by network name.
 	Networks map[string]*Endpoint `json:",omitempty"`
-	// NetNS is the network namespace berthd made for the running container (bridge modes).
+	// NetNS is the network namespace berthd made for the running container (bridge modes
+	// and none).
 	NetNS string `json:",omitempty"`
 	// Ports are the host ports published while it runs.
 	Ports []firewall.PortMapping `json:",omitempty"`
@@ -112,6 +116,9 @@ type MountPoint struct {
 	CopyUp bool `json:",omitempty"`
 	// NonRecursive bind (--mount bind-recursive=disabled).
 	NonRecursive bool `json:",omitempty"`
+	// ReadOnlyNonRecursive: a read-only bind whose submounts stay writable (--mount
+	// bind-recursive=writable).
+	ReadOnlyNonRecursive bool `json:",omitempty"`
 }
 
 func (c *Container) dir(d *Daemon) string { return filepath.Join(d.root, "containers", c.ID) }

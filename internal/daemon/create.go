@@ -38,6 +38,9 @@ type CreateRequest struct {
 	Holder bool
 	// Extra is the front end's own record of the container (Container.Extra).
 	Extra []byte
+	// CRILogPath, when set, is where the shim writes the container's output in the CRI's
+	// log format (kubelet reads it there); HostConfig.LogConfig should then be "none".
+	CRILogPath string
 }
 
 // holderPath is where a sandbox holder's berth-init is mounted.
@@ -126,6 +129,7 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (res CreateResul
 		State:      State{Status: container.StateCreated},
 		Namespace:  NamespaceOf(ctx),
 		Extra:      req.Extra,
+		CRILogPath: req.CRILogPath,
 		execs:      map[string]*Exec{},
 	}
 	c.Path, c.Args = commandOf(&cfg)

@@ -176,11 +176,17 @@ func (d *Daemon) reserveName(name, id string) error {
 		name = "/" + name
 	}
 	if other, ok := d.names[name]; ok && other != id {
-		return errdefs.Conflict("Conflict. The container name %q is already in use by container %q. You have to remove (or rename) that container to be able to reuse that name.", name, other)
+		return &NameInUseError{errdefs.Conflict("Conflict. The container name %q is already in use by container %q. You have to remove (or rename) that container to be able to reuse that name.", name, other)}
 	}
 	d.names[name] = id
 	return nil
 }
+
+// NameInUseError is the conflict of a container name that another container has.
+type NameInUseError struct{ err error }
+
+func (e *NameInUseError) Error() string { return e.err.Error() }
+func (e *NameInUseError) Unwrap() error { return e.err }
 
 // Get finds a container by full ID, name, or unique ID prefix.
 func (d *Daemon) Get(ref string) (*Container, error) { return d.GetIn(DefaultNamespace, ref) }

@@ -584,3 +584,70 @@ func (d *Daemon) dropExec(c *Container, id string) {
 	delete(c.execs, id)
 	c.mu.Unlock()
 }
+
+// ExecKill kills a running exec session's process (an exec past its caller's timeout).
+func (d *Daemon) ExecKill(id string) error {
+	e, err := d.GetExec(id)
+	if err != nil {
+		return err
+	}
+	e.kill()
+	return nil
+}
+
+// ExecDone is closed when the exec session's process has ended.
+func (e *Exec) Done() <-chan struct{} { return e.done }
+
+// ExitCode is the exit code of an ended exec session's process, -1 while it runs.
+func (e *Exec) ExitCode() int { return e.exitCodeValue() }
+
+// StreamConn is a Conn over separate streams, for front ends that are not Docker's: stdin
+// is read from In (nil: none), the stdcopy frames the daemon writes go decoded to Out and
+// Err (raw to Out with a TTY). Out and Err are written from one goroutine at a time.
+type StreamConn struct {
+	In       io.Reader
+	Out, Err io.Writer
+	TTY      bool
+
+	mu      sync.Mutex
+	pending []byte
+}
+
+func (s *StreamConn) Read(b []byte) (int, error) {
+	if s.In == nil {
+		return 0, io.EOF
+	}
+	return s.In.Read(b)
+}
+
+func (s *StreamConn) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.TTY {
+		if s.Out == nil {
+			return len(b), nil
+		}
+		return s.Out.Write(b)
+	}
+	s.pending = append(s.pending, b...)
+	for len(s.pending) >= 8 {
+		n := int(s.pending[4])<<24 | int(s.pending[5])<<16 | int(s.pending[6])<<8 | int(s.pending[7])
+		if len(s.pending) < 8+n {
+			break
+		}
+		w := s.Out
+		if s.pending[0] == 2 {
+			w = s.Err
+		}
+		if w != nil {
+			if _, err := w.Write(s.pending[8 : 8+n]); err != nil {
+				return 0, err
+			}
+		}
+		s.pending = s.pending[8+n:]
+	}
+	return len(b), nil
+}
+
+func (s *StreamConn) Close() error      { return nil }
+func (s *StreamConn) CloseWrite() error { return nil }

@@ -74,3 +74,19 @@ func (d *Daemon) Logs(ctx context.Context, ref string, opts LogsOptions, w io.Wr
 	}
 	return err
 }
+
+// ReopenLog makes a running container's shim close its log file and open the path anew:
+// kubelet rotates a CRI log by renaming it and asking for this.
+func (d *Daemon) ReopenLog(ctx context.Context, ref string) error {
+	c, err := d.get(ctx, ref)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	t, running := c.run, c.State.Running
+	c.mu.Unlock()
+	if t == nil || !running {
+		return errdefs.Conflict("container %s is not running", c.ID)
+	}
+	return t.shim.ReopenLog(ctx)
+}

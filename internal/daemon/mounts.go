@@ -193,6 +193,7 @@ func parseMountSpec(mt mount.Mount) (MountPoint, error) {
 				m.Propagation = mt.BindOptions.Propagation
 			}
 			m.NonRecursive = mt.BindOptions.NonRecursive
+			m.ReadOnlyNonRecursive = mt.BindOptions.ReadOnlyNonRecursive
 		}
 	case mount.TypeVolume:
 		if mt.BindOptions != nil || mt.TmpfsOptions != nil {

@@ -176,9 +176,10 @@ func newEndpoint(nw *Network, es *nettypes.EndpointSettings) (*Endpoint, error) 
 func (d *Daemon) setupNetwork(c *Container) error {
 	c.mu.Lock()
 	if !bridged(c.HostConfig.NetworkMode) || len(c.Networks) == 0 {
+		mode := c.HostConfig.NetworkMode
 		c.mu.Unlock()
-		if bridged(c.HostConfig.NetworkMode) {
-			// Disconnected from every network: a namespace with only lo.
+		if bridged(mode) || mode == "none" {
+			// Disconnected from every network, or none: a namespace with only lo.
 			return d.makeNetNS(c)
 		}
 		return nil
@@ -259,7 +260,7 @@ func (d *Daemon) makeNetNS(c *Container) error {
 	c.mu.Lock()
 	c.NetNS = path
 	c.mu.Unlock()
-	return nil
+	return network.LoopbackUp(path)
 }
 
 func (d *Daemon) setEndpoint(c *Container, name string, ep Endpoint) {
@@ -277,6 +278,16 @@ func (d *Daemon) setEndpoint(c *Container, name string, ep Endpoint) {
 func (d *Daemon) teardownNetwork(c *Container) {
 	n := d.nets
 	if n == nil {
+		// No networks, but a none container's namespace.
+		c.mu.Lock()
+		path := c.NetNS
+		c.NetNS = ""
+		c.mu.Unlock()
+		if path != "" {
+			if err := network.RemoveNetNS(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				d.log.Warn("remove network namespace", "id", c.ID, "err", err)
+			}
+		}
 		return
 	}
 	c.mu.Lock()

@@ -161,6 +161,13 @@ func (d *Daemon) start(ctx context.Context, c *Container) (err error) {
 	if v := hc.LogConfig.Config["max-file"]; v != "" {
 		sc.LogMaxFile, _ = strconv.Atoi(v)
 	}
+	if c.CRILogPath != "" {
+		// kubelet made the directory and rotates the file itself (ReopenLog).
+		if err := os.MkdirAll(filepath.Dir(c.CRILogPath), 0o755); err != nil {
+			return fmt.Errorf("log directory: %w", err)
+		}
+		sc.LogPath, sc.LogFormat, sc.LogMaxSize, sc.LogMaxFile = c.CRILogPath, "cri", 0, 1
+	}
 	client, cmd, err := shim.Spawn(ctx, sc)
 	if err != nil {
 		return fmt.Errorf("start shim: %w", err)
@@ -287,7 +294,8 @@ func (d *Daemon) buildSpec(ctx context.Context, c *Container) (*specs.Spec, erro
 		if _, ok := hc.Tmpfs[m.Destination]; ok && m.Type == mount.TypeTmpfs {
 			continue // Generate reads HostConfig.Tmpfs itself
 		}
-		om := oci.Mount{Type: m.Type, Destination: m.Destination, ReadOnly: !m.RW, Propagation: m.Propagation, Options: m.Options, NonRecursive: m.NonRecursive}
+		om := oci.Mount{Type: m.Type, Destination: m.Destination, ReadOnly: !m.RW, Propagation: m.Propagation, Options: m.Options, NonRecursive: m.NonRecursive,
+			ReadOnlyNonRecursive: m.ReadOnlyNonRecursive}
 		switch m.Type {
 		case mount.TypeBind:
 			om.Source = m.Source
@@ -308,6 +316,16 @@ func (d *Daemon) buildSpec(ctx context.Context, c *Container) (*specs.Spec, erro
 	var err error
 	if in.Namespaces, err = d.namespaces(c); err != nil {
 		return nil, err
+	}
+	if nm := hc.NetworkMode; nm.IsContainer() {
+		// As dockerd: the network peer's hostname and its hostname, hosts and resolv.conf
+		// files (a CRI container gets its pod's).
+		if p, err := d.GetIn(c.Namespace, nm.ConnectedContainer()); err == nil {
+			p.mu.Lock()
+			in.Hostname = p.Config.Hostname
+			in.HostnamePath, in.HostsPath, in.ResolvConfPath = p.HostnamePath, p.HostsPath, p.ResolvConfPath
+			p.mu.Unlock()
+		}
 	}
 	if wd := c.Config.WorkingDir; wd != "" {
 		if err := oci.CreateWorkingDir(c.Rootfs, wd, 0, 0); err != nil {
@@ -340,7 +358,7 @@ func (d *Daemon) namespaces(c *Container) (oci.NamespacePaths, error) {
 	}
 	var err error
 	switch n := string(hc.NetworkMode); {
-	case c.NetNS != "" && bridged(hc.NetworkMode):
+	case c.NetNS != "" && (bridged(hc.NetworkMode) || hc.NetworkMode == "none"):
 		ns.Network = c.NetNS
 	case strings.HasPrefix(n, "container:"):
 		dir, err := peer(strings.TrimPrefix(n, "container:"))

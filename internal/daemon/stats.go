@@ -192,3 +192,42 @@ func netStats(pid int) map[string]container.NetworkStats {
 	}
 	return out
 }
+
+// Usage is one sample of a container's resource usage for front ends other than Docker's
+// stats stream: its cgroup counters (zero while it does not run) and its writable layer.
+type Usage struct {
+	Stats *container.StatsResponse
+	// WritableDir is the upper directory of the container's snapshot; WritableBytes and
+	// WritableInodes what it holds.
+	WritableDir                   string
+	WritableBytes, WritableInodes uint64
+}
+
+// UsageOf samples a container's usage at once.
+func (d *Daemon) UsageOf(ctx context.Context, ref string) (Usage, error) {
+	c, err := d.get(ctx, ref)
+	if err != nil {
+		return Usage{}, err
+	}
+	c.mu.Lock()
+	pid, running, name := c.State.Pid, c.State.Running, c.Name
+	c.mu.Unlock()
+	u := Usage{Stats: &container.StatsResponse{ID: c.ID, Name: name, OSType: "linux", Read: time.Now().UTC()}}
+	if running && pid > 0 {
+		readStats(pid, u.Stats)
+	}
+	if upper, err := d.images.Snaps.UpperDir(c.ID); err == nil {
+		u.WritableDir = upper
+		filepath.Walk(upper, func(_ string, fi os.FileInfo, err error) error {
+			if err != nil {
+				return nil
+			}
+			u.WritableInodes++
+			if !fi.IsDir() {
+				u.WritableBytes += uint64(fi.Size())
+			}
+			return nil
+		})
+	}
+	return u, nil
+}

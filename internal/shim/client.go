@@ -284,6 +284,12 @@ func (c *Client) Resize(ctx context.Context, height, width uint) error {
 	return err
 }
 
+// ReopenLog makes the shim close the container's log file and open its path anew.
+func (c *Client) ReopenLog(ctx context.Context) error {
+	_, err := c.call(ctx, wire.ReqReopenLog)
+	return err
+}
+
 // State asks the shim for the container's state; once the shim is gone, the exit file says.
 func (c *Client) State(ctx context.Context) (State, error) {
 	conn, stop, err := c.request(ctx, wire.ReqState)

@@ -23,7 +23,8 @@ type Config struct {
 	Dir         string // the shim's state directory; must exist (berthd: <exec-root>/shims/<id>)
 	Runtime     string // OCI runtime binary
 	RuntimeRoot string // the runtime's --root
-	LogPath     string // json-file log ("": none)
+	LogPath     string // the container's log ("": none)
+	LogFormat   string // "json-file" ("" too) or "cri"
 	LogMaxSize  int64  // bytes; 0: unlimited
 	LogMaxFile  int    // files kept, current one included; 0 means 1
 	TTY         bool   // process.terminal is set in the bundle
@@ -38,6 +39,9 @@ func (c Config) Args() []string {
 		"--runtime-root", c.RuntimeRoot}
 	if c.LogPath != "" {
 		args = append(args, "--log-path", c.LogPath, "--log-max-size", strconv.FormatInt(c.LogMaxSize, 10))
+		if c.LogFormat != "" {
+			args = append(args, "--log-format", c.LogFormat)
+		}
 		if c.LogMaxFile > 0 {
 			args = append(args, "--log-max-file", strconv.Itoa(c.LogMaxFile))
 		}

@@ -11,22 +11,35 @@ import (
 	"unicode/utf8"
 )
 
-// MaxLogLine is the longest message of a json-file log: like dockerd's log copier, a longer line
-// is logged as 16 KiB pieces without a trailing newline (partial messages).
+// MaxLogLine is the longest message of a log: like dockerd's log copier (and containerd's CRI
+// default), a longer line is logged as 16 KiB pieces (partial messages).
 const MaxLogLine = 16 * 1024
 
 // LogMode is the mode of json-file logs (Docker's).
 const LogMode = 0o640
 
-// jsonLog writes Docker's json-file format: one line per message,
-//
-//	{"log":"<text>","stream":"stdout","time":"<RFC3339Nano UTC>"}\n
-//
-// each written with one write(2), and rotates before a write would make the file larger than
-// maxSize. It is shared by the output streams of a container.
-type jsonLog struct {
+// Log formats (--log-format).
+const (
+	// FormatJSON is Docker's json-file format, one line per message:
+	//
+	//	{"log":"<text>","stream":"stdout","time":"<RFC3339Nano UTC>"}\n
+	FormatJSON = "json-file"
+	// FormatCRI is the CRI's format (kubelet reads it), one line per message:
+	//
+	//	<RFC3339Nano UTC> <stream> <F|P> <text without its newline>\n
+	//
+	// P marks a piece of a line longer than MaxLogLine, F the end of a line (or of the stream).
+	FormatCRI = "cri"
+)
+
+// logFile writes a container's log in one of the formats, each message with one write(2),
+// and rotates before a write would make the file larger than maxSize (kubelet rotates CRI
+// logs itself: it renames the file and asks for a reopen). It is shared by the output
+// streams of a container.
+type logFile struct {
 	mu      sync.Mutex
 	path    string
+	cri     bool // FormatCRI
 	f       *os.File
 	size    int64
 	maxSize int64 // 0: unlimited
@@ -36,11 +49,11 @@ type jsonLog struct {
 	failed  bool         // a failure was reported (reported once until a write succeeds)
 }
 
-func openJSONLog(path string, maxSize int64, maxFile int, report func(string)) (*jsonLog, error) {
+func openLogFile(path, format string, maxSize int64, maxFile int, report func(string)) (*logFile, error) {
 	if maxFile < 1 {
 		maxFile = 1
 	}
-	l := &jsonLog{path: path, maxSize: maxSize, maxFile: maxFile, report: report, buf: make([]byte, 0, 512)}
+	l := &logFile{path: path, cri: format == FormatCRI, maxSize: maxSize, maxFile: maxFile, report: report, buf: make([]byte, 0, 512)}
 	f, err := createLogFile(path, false)
 	if err != nil {
 		return nil, err
@@ -73,18 +86,33 @@ func createLogFile(path string, trunc bool) (*os.File, error) {
 }
 
 // write logs one message: line is the text (with its trailing newline if it had one), t the
-// message's time.
-func (l *jsonLog) write(stream string, line []byte, t time.Time) {
+// message's time; eof says that the stream ended after it (the end of a CRI line).
+func (l *logFile) write(stream string, line []byte, t time.Time, eof bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := l.buf[:0]
-	b = append(b, `{"log":`...)
-	b = appendJSONString(b, line)
-	b = append(b, `,"stream":"`...)
-	b = append(b, stream...)
-	b = append(b, `","time":"`...)
-	b = t.UTC().AppendFormat(b, time.RFC3339Nano)
-	b = append(b, "\"}\n"...)
+	if l.cri {
+		b = t.UTC().AppendFormat(b, time.RFC3339Nano)
+		b = append(b, ' ')
+		b = append(b, stream...)
+		tag := " P "
+		if n := len(line); n > 0 && line[n-1] == '\n' {
+			line, tag = line[:n-1], " F "
+		} else if eof {
+			tag = " F "
+		}
+		b = append(b, tag...)
+		b = append(b, line...)
+		b = append(b, '\n')
+	} else {
+		b = append(b, `{"log":`...)
+		b = appendJSONString(b, line)
+		b = append(b, `,"stream":"`...)
+		b = append(b, stream...)
+		b = append(b, `","time":"`...)
+		b = t.UTC().AppendFormat(b, time.RFC3339Nano)
+		b = append(b, "\"}\n"...)
+	}
 	l.buf = b
 	if l.f == nil { // a rotation failed: try again to open the log, without rotating again
 		f, err := createLogFile(l.path, false)
@@ -114,7 +142,7 @@ func (l *jsonLog) write(stream string, line []byte, t time.Time) {
 	l.failed = false
 }
 
-func (l *jsonLog) fail(msg string) {
+func (l *logFile) fail(msg string) {
 	if !l.failed && l.report != nil {
 		l.report(msg)
 	}
@@ -124,7 +152,7 @@ func (l *jsonLog) fail(msg string) {
 // rotate moves path to path.1 (path.N-2 to path.N-1 first, ..., dropping the oldest), or
 // removes it when only one file is kept, and starts a new, empty path. A reader that follows the
 // log notices the new inode (and the old one's link count dropping to 0).
-func (l *jsonLog) rotate() error {
+func (l *logFile) rotate() error {
 	if l.f != nil {
 		l.f.Close()
 		l.f = nil
@@ -161,7 +189,28 @@ func (l *jsonLog) rotate() error {
 	return nil
 }
 
-func (l *jsonLog) close() {
+// reopen closes the log and opens path anew (kubelet renamed the file to rotate it).
+func (l *logFile) reopen() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f != nil {
+		l.f.Close()
+		l.f = nil
+	}
+	f, err := createLogFile(l.path, false)
+	if err != nil {
+		return err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	l.f, l.size, l.failed = f, st.Size(), false
+	return nil
+}
+
+func (l *logFile) close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.f != nil {
@@ -225,14 +274,14 @@ func appendJSONString(b, s []byte) []byte {
 // the stream as a partial message.
 type lineSplitter struct {
 	stream  string
-	log     *jsonLog
+	log     *logFile
 	pend    []byte // the start of a line that did not end in the data seen so far
 	partial bool   // pieces of the current line were logged already
 	ts      time.Time
 	now     func() time.Time
 }
 
-func (ls *lineSplitter) emit(line []byte, last bool) {
+func (ls *lineSplitter) emit(line []byte, last, eof bool) {
 	var t time.Time
 	if ls.partial {
 		t = ls.ts
@@ -242,7 +291,7 @@ func (ls *lineSplitter) emit(line []byte, last bool) {
 	if !last && !ls.partial {
 		ls.partial, ls.ts = true, t
 	}
-	ls.log.write(ls.stream, line, t)
+	ls.log.write(ls.stream, line, t, eof)
 	if last {
 		ls.partial = false
 	}
@@ -260,10 +309,10 @@ func (ls *lineSplitter) feed(data []byte) {
 		for len(ls.pend)+len(seg) >= MaxLogLine {
 			take := MaxLogLine - len(ls.pend)
 			if len(ls.pend) == 0 {
-				ls.emit(seg[:take], false)
+				ls.emit(seg[:take], false, false)
 			} else {
 				ls.pend = append(ls.pend, seg[:take]...)
-				ls.emit(ls.pend, false)
+				ls.emit(ls.pend, false, false)
 				ls.pend = ls.pend[:0]
 			}
 			seg = seg[take:]
@@ -273,20 +322,21 @@ func (ls *lineSplitter) feed(data []byte) {
 			return
 		}
 		if len(ls.pend) == 0 {
-			ls.emit(data[i-len(seg):i+1], true)
+			ls.emit(data[i-len(seg):i+1], true, false)
 		} else {
 			ls.pend = append(append(ls.pend, seg...), '\n')
-			ls.emit(ls.pend, true)
+			ls.emit(ls.pend, true, false)
 			ls.pend = ls.pend[:0]
 		}
 		data = data[i+1:]
 	}
 }
 
-// flush logs what is left at the end of the stream, as a partial message.
+// flush logs what is left at the end of the stream, as a partial message (json-file) or the
+// end of a line (CRI).
 func (ls *lineSplitter) flush() {
 	if len(ls.pend) > 0 {
-		ls.emit(ls.pend, false)
+		ls.emit(ls.pend, false, true)
 		ls.pend = ls.pend[:0]
 	}
 }

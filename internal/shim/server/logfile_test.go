@@ -38,10 +38,10 @@ func TestAppendJSONStringMatchesDockerd(t *testing.T) {
 	}
 }
 
-func newTestLog(t *testing.T, maxSize int64, maxFile int) (*jsonLog, string) {
+func newTestLog(t *testing.T, maxSize int64, maxFile int) (*logFile, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "c-json.log")
-	l, err := openJSONLog(path, maxSize, maxFile, func(msg string) { t.Errorf("log failure: %s", msg) })
+	l, err := openLogFile(path, FormatJSON, maxSize, maxFile, func(msg string) { t.Errorf("log failure: %s", msg) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,8 +52,8 @@ func newTestLog(t *testing.T, maxSize int64, maxFile int) (*jsonLog, string) {
 func TestJSONLogLine(t *testing.T) {
 	l, path := newTestLog(t, 0, 1)
 	ts := time.Date(2026, 11, 23, 4, 12, 0, 123456789, time.FixedZone("X", 3600))
-	l.write("stdout", []byte("hello\n"), ts)
-	l.write("stderr", []byte("partial"), ts.Truncate(time.Second))
+	l.write("stdout", []byte("hello\n"), ts, false)
+	l.write("stderr", []byte("partial"), ts.Truncate(time.Second), false)
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -134,7 +134,7 @@ func TestRotation(t *testing.T) {
 			l, path := newTestLog(t, maxSize, maxFile)
 			ts := time.Unix(1, 0)
 			for i := 0; i < 100; i++ {
-				l.write("stdout", []byte("message "+strconv.Itoa(i)+"\n"), ts)
+				l.write("stdout", []byte("message "+strconv.Itoa(i)+"\n"), ts, false)
 			}
 			var all []byte
 			for i := maxFile - 1; i >= 0; i-- {
@@ -173,7 +173,7 @@ func TestRotationReaderSeesNewInode(t *testing.T) {
 	l, path := newTestLog(t, 200, 1)
 	before, _ := os.Stat(path)
 	for i := 0; i < 10; i++ {
-		l.write("stdout", bytes.Repeat([]byte("x"), 50), time.Unix(1, 0))
+		l.write("stdout", bytes.Repeat([]byte("x"), 50), time.Unix(1, 0), false)
 	}
 	after, _ := os.Stat(path)
 	if os.SameFile(before, after) {
@@ -234,5 +234,43 @@ func TestLogPathAllocations(t *testing.T) {
 		ls.feed([]byte("end\n"))
 	}); n != 0 {
 		t.Errorf("%v allocations per chunk of lines", n)
+	}
+}
+
+// TestCRILog: the CRI format has F for a complete line (its newline dropped) and for what
+// is left at the end of the stream, P for the 16 KiB pieces of a longer line; reopen starts
+// a new file at the path after a rename (kubelet's rotation).
+func TestCRILog(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "0.log")
+	l, err := openLogFile(path, FormatCRI, 0, 1, func(msg string) { t.Errorf("log failure: %s", msg) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.close()
+	ls := &lineSplitter{stream: "stderr", log: l, now: func() time.Time { return time.Unix(1, 5).In(time.FixedZone("X", 3600)) }}
+	long := strings.Repeat("x", MaxLogLine)
+	ls.feed([]byte("one\ntw"))
+	ls.feed([]byte("o\n" + long + "y\nlast"))
+	ls.flush()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := "1970-01-01T00:00:01.000000005Z"
+	want := ts + " stderr F one\n" + ts + " stderr F two\n" + ts + " stderr P " + long + "\n" +
+		ts + " stderr F y\n" + ts + " stderr F last\n"
+	if string(raw) != want {
+		t.Errorf("log:\n%.300s\nwant:\n%.300s", raw, want)
+	}
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.reopen(); err != nil {
+		t.Fatal(err)
+	}
+	l.write("stdout", []byte("after\n"), time.Unix(2, 0), false)
+	if raw, err = os.ReadFile(path); err != nil || string(raw) != "1970-01-01T00:00:02Z stdout F after\n" {
+		t.Errorf("log after reopen: %q, %v", raw, err)
 	}
 }

@@ -33,7 +33,8 @@ type Config struct {
 	Dir         string // the shim's state directory (made by berthd)
 	Runtime     string // OCI runtime binary
 	RuntimeRoot string // the runtime's --root
-	LogPath     string // json-file log ("": no log)
+	LogPath     string // the container's log ("": no log)
+	LogFormat   string // FormatJSON (default) or FormatCRI
 	LogMaxSize  int64  // rotate before the log would exceed this (0: unlimited)
 	LogMaxFile  int    // log files kept, the current one included (default 1)
 	TTY         bool   // the container has a terminal (process.terminal in the bundle)
@@ -67,6 +68,8 @@ func (c *Config) Validate() error {
 		return errors.New("--log-max-file must not be negative")
 	case c.StdinOnce && !c.Stdin:
 		return errors.New("--stdin-once needs --stdin")
+	case c.LogFormat != "" && c.LogFormat != FormatJSON && c.LogFormat != FormatCRI:
+		return errors.New("--log-format must be " + FormatJSON + " or " + FormatCRI)
 	}
 	return nil
 }
@@ -99,7 +102,7 @@ const (
 type shim struct {
 	cfg    Config
 	errLog *os.File // shim.log (also fd 2)
-	jlog   *jsonLog // nil without --log-path
+	jlog   *logFile // nil without --log-path
 	ln     *os.File // listening socket
 
 	closing atomic.Bool // the listener is being closed: the shim is going away
@@ -174,7 +177,7 @@ func Run(cfg Config) int {
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGCHLD)
 	if cfg.LogPath != "" {
-		l, err := openJSONLog(cfg.LogPath, cfg.LogMaxSize, cfg.LogMaxFile, s.logf)
+		l, err := openLogFile(cfg.LogPath, cfg.LogFormat, cfg.LogMaxSize, cfg.LogMaxFile, s.logf)
 		if err != nil {
 			return fail("open log: " + err.Error())
 		}
@@ -363,6 +366,16 @@ func (s *shim) serve(c *os.File) {
 		default:
 			reply(c, string(wire.AppendExit([]byte(wire.StateExited+" "), e)))
 		}
+	case wire.ReqReopenLog:
+		if s.jlog == nil {
+			reply(c, wire.ReplyError+" the container has no log file")
+			return
+		}
+		if err := s.jlog.reopen(); err != nil {
+			reply(c, wire.ReplyError+" reopen "+s.cfg.LogPath+": "+err.Error())
+			return
+		}
+		reply(c, wire.ReplyOK)
 	case wire.ReqShutdown:
 		s.mu.Lock()
 		if s.state != stCreated {

@@ -38,6 +38,8 @@ const (
 	ReqResize   = "resize"
 	ReqState    = "state"
 	ReqShutdown = "shutdown"
+	// ReqReopenLog closes the container's log file and opens its path anew.
+	ReqReopenLog = "reopen-log"
 )
 
 // Reply words: "ok [...]", "error <message>", "exit <record>"; state replies "created",
