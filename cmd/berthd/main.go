@@ -127,6 +127,14 @@ func run(cfg *daemon.Config, group string) error {
 			return err
 		}
 		criSrv = cri.New(d, log, api.Version)
+		if err := criSrv.ListenStreaming(conf.CRIStreamAddress); err != nil {
+			l.Close()
+			for _, l := range listeners {
+				l.Close()
+			}
+			d.Close()
+			return err
+		}
 		log.Info("CRI listening", "addr", conf.CRISocket)
 		go func() {
 			if err := criSrv.Serve(l); err != nil {

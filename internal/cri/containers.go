@@ -97,7 +97,7 @@ func (s *Server) ContainerStatus(ctx context.Context, req *runtimeapi.ContainerS
 	st := &runtimeapi.ContainerStatus{
 		Id: c.ID, Metadata: c.rec.ContainerMetadata, State: containerState(c), CreatedAt: c.Created.UnixNano(),
 		Image: &runtimeapi.ImageSpec{Image: c.rec.Image}, ImageRef: c.Record.Image, ImageId: c.Record.Image,
-		Labels: c.Labels, Annotations: c.rec.Annotations, LogPath: c.rec.LogPath,
+		Labels: c.Labels, Annotations: c.rec.Annotations, LogPath: c.rec.LogPath, Mounts: c.rec.Mounts,
 	}
 	if !c.State.StartedAt.IsZero() {
 		st.StartedAt = c.State.StartedAt.UnixNano()

@@ -33,12 +33,14 @@ type record struct {
 	RuntimeHandler string                         `json:"runtimeHandler,omitempty"`
 	LogDirectory   string                         `json:"logDirectory,omitempty"`
 	Namespaces     *runtimeapi.NamespaceOption    `json:"namespaces,omitempty"`
+	CgroupParent   string                         `json:"cgroupParent,omitempty"`
 
 	// A container's.
 	SandboxID         string                        `json:"sandboxID,omitempty"`
 	ContainerMetadata *runtimeapi.ContainerMetadata `json:"containerMetadata,omitempty"`
 	Image             string                        `json:"image,omitempty"`
 	LogPath           string                        `json:"logPath,omitempty"`
+	Mounts            []*runtimeapi.Mount           `json:"mounts,omitempty"`
 
 	Annotations map[string]string `json:"annotations,omitempty"`
 }
@@ -139,7 +141,7 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 		hc.DNSSearch, hc.DNSOptions = dns.Searches, dns.Options
 	}
 	extra, err := json.Marshal(record{Kind: kindSandbox, Metadata: m, RuntimeHandler: req.RuntimeHandler,
-		LogDirectory: cfg.LogDirectory, Namespaces: nsOpts, Annotations: cfg.Annotations})
+		LogDirectory: cfg.LogDirectory, Namespaces: nsOpts, CgroupParent: hc.CgroupParent, Annotations: cfg.Annotations})
 	if err != nil {
 		return nil, err
 	}

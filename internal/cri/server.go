@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 
@@ -23,6 +24,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/cri-streaming/pkg/streaming"
 
 	"berth/internal/daemon"
 	"berth/internal/errdefs"
@@ -43,6 +45,10 @@ type Server struct {
 	log     *slog.Logger
 	version string
 	grpc    *grpc.Server
+
+	// stream serves Exec, Attach and PortForward sessions (ListenStreaming).
+	stream     streaming.Server
+	streamHTTP *http.Server
 }
 
 // New makes the CRI server of d; version is berthd's.
@@ -87,6 +93,9 @@ func (s *Server) Stop(ctx context.Context) {
 	case <-done:
 	case <-ctx.Done():
 		s.grpc.Stop()
+	}
+	if s.streamHTTP != nil {
+		s.streamHTTP.Close()
 	}
 }
 
@@ -137,10 +146,12 @@ func (s *Server) Version(ctx context.Context, req *runtimeapi.VersionRequest) (*
 // Status reports the runtime ready and the network ready (the sandboxes' own network
 // namespaces; CNI comes with pod networking).
 func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
+	// berth-runtime makes read-only binds recursively read-only (mount_setattr) when asked.
+	features := &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: true}
 	return &runtimeapi.StatusResponse{Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{
 		{Type: runtimeapi.RuntimeReady, Status: true},
 		{Type: runtimeapi.NetworkReady, Status: true},
-	}}}, nil
+	}}, RuntimeHandlers: []*runtimeapi.RuntimeHandler{{Name: "", Features: features}, {Name: RuntimeName, Features: features}}}, nil
 }
 
 // RuntimeConfig tells kubelet that berth drives cgroups itself (cgroupfs).

@@ -51,7 +51,25 @@ func clients(t *testing.T, d *berthtest.Daemon) (runtimeapi.RuntimeServiceClient
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return runtimeapi.NewRuntimeServiceClient(conn), runtimeapi.NewImageServiceClient(conn)
+	rt := runtimeapi.NewRuntimeServiceClient(conn)
+	// Before the daemon's own cleanup (which sees Docker's namespace only): remove what a
+	// failed test left of the CRI's.
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if l, err := rt.ListContainers(ctx, &runtimeapi.ListContainersRequest{}); err == nil {
+			for _, c := range l.Containers {
+				rt.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: c.Id})
+			}
+		}
+		if l, err := rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{}); err == nil {
+			for _, sb := range l.Items {
+				rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: sb.Id})
+				rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sb.Id})
+			}
+		}
+	})
+	return rt, runtimeapi.NewImageServiceClient(conn)
 }
 
 func ctxT(t *testing.T) context.Context {
