@@ -595,9 +595,6 @@ func (d *Daemon) ExecKill(id string) error {
 	return nil
 }
 
-// ExecDone is closed when the exec session's process has ended.
-func (e *Exec) Done() <-chan struct{} { return e.done }
-
 // ExitCode is the exit code of an ended exec session's process, -1 while it runs.
 func (e *Exec) ExitCode() int { return e.exitCodeValue() }
 
