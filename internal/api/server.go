@@ -72,6 +72,10 @@ func (s *Server) handle(method, pattern string, h handlerFunc) {
 
 var versionPrefix = regexp.MustCompile(`^/v([0-9]+\.[0-9]+)(/|$)`)
 
+// validNamespace is what X-Berth-Namespace (berth's extension: the daemon namespace a
+// request works in, e.g. k8s for the CRI's containers) may hold.
+var validNamespace = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+
 // ServeHTTP routes a request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 	start := time.Now()
@@ -106,6 +110,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 		if rt.method != hr.Method && !(rt.method == "GET" && hr.Method == "HEAD" && rt.parts[0] == "_ping") {
 			methodOK = true
 			continue
+		}
+		if ns := hr.Header.Get("X-Berth-Namespace"); ns != "" {
+			if !validNamespace.MatchString(ns) {
+				writeError(w, errdefs.Invalid("invalid namespace %q", ns))
+				return
+			}
+			hr = hr.WithContext(daemon.WithNamespace(hr.Context(), ns))
 		}
 		r := &request{Request: hr, vars: vars, version: version}
 		err := rt.handler(w, r)

@@ -54,6 +54,9 @@ type CLI struct {
 	ping   client.PingResult
 	debug  bool
 	config string // --config
+	// namespace is --namespace: the daemon's namespace of containers to see (k8s: the
+	// CRI's), sent as the X-Berth-Namespace header.
+	namespace string
 }
 
 // Main runs berth with args (without the program name) and returns the exit code.
@@ -116,6 +119,10 @@ func Host(flag string) string {
 	return DefaultHost
 }
 
+// NamespaceHeader names the daemon namespace a request works in (berth's extension of the
+// Docker API; the default namespace without it).
+const NamespaceHeader = "X-Berth-Namespace"
+
 // Client is the API client, made (and the API version negotiated) on first use.
 func (c *CLI) Client(ctx context.Context) (*client.Client, error) {
 	if c.api != nil {
@@ -125,6 +132,9 @@ func (c *CLI) Client(ctx context.Context) (*client.Client, error) {
 		return nil, fmt.Errorf("invalid daemon host %q: %w", c.host, err)
 	}
 	opts := []client.Opt{client.WithHost(c.host), client.WithUserAgent("berth/" + Version)}
+	if c.namespace != "" {
+		opts = append(opts, client.WithHTTPHeaders(map[string]string{NamespaceHeader: c.namespace}))
+	}
 	fixed := os.Getenv("DOCKER_API_VERSION")
 	if fixed != "" {
 		opts = append(opts, client.WithAPIVersion(fixed))
@@ -194,6 +204,7 @@ func (c *CLI) rootCommand() *cobra.Command {
 	pf.StringVar(&c.config, "config", "", "Location of client config files (default \"~/.berth\")")
 	pf.StringP("log-level", "l", "info", `Set the logging level ("debug", "info", "warn", "error", "fatal")`)
 	pf.BoolVarP(&showVersion, "version", "v", false, "Print version information and quit")
+	pf.StringVar(&c.namespace, "namespace", "", "Namespace of the daemon's containers to use (k8s: the CRI's pods and containers)")
 	root.SetFlagErrorFunc(flagErrorFunc)
 
 	root.AddCommand(

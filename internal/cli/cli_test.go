@@ -309,3 +309,30 @@ func TestRunStartErrorOrder(t *testing.T) {
 		t.Errorf("run of a missing command: exit %d, stderr %q, want 127 and %q first", code, errs, want)
 	}
 }
+
+// TestNamespaceFlag: `berth ps --namespace k8s` and `berth --namespace k8s ...` send the
+// daemon namespace in X-Berth-Namespace; without the flag no header is sent.
+func TestNamespaceFlag(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"ps", "--namespace", "k8s"}, "k8s"},
+		{[]string{"--namespace", "k8s", "ps", "-a"}, "k8s"},
+		{[]string{"ps"}, ""},
+	} {
+		var got []string
+		host, _ := fakeDaemon(t, "1.52", func(w http.ResponseWriter, r *http.Request) {
+			got = append(got, r.Header.Get(NamespaceHeader))
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte("[]"))
+		})
+		if _, errs, code := berth(t, host, c.args...); code != 0 {
+			t.Errorf("%q: exit %d: %s", c.args, code, errs)
+			continue
+		}
+		if len(got) == 0 || got[len(got)-1] != c.want {
+			t.Errorf("%q: namespace headers %q, want %q", c.args, got, c.want)
+		}
+	}
+}

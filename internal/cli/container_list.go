@@ -69,6 +69,7 @@ func (c *CLI) psCommand(use string) *cobra.Command {
 	fs.BoolVar(&noTrunc, "no-trunc", false, "Don't truncate output")
 	fs.BoolVarP(&latest, "latest", "l", false, "Show the latest created container (includes all states)")
 	fs.IntVarP(&last, "last", "n", -1, "Show n last created containers (includes all states)")
+	fs.StringVar(&c.namespace, "namespace", "", "Show the containers of a daemon namespace (k8s: the CRI's)")
 	return cmd
 }
 

@@ -2,6 +2,9 @@ package cri_test
 
 import (
 	"context"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -267,6 +270,28 @@ func TestContainers(t *testing.T) {
 	}
 	if out := d.Must("ps", "-aq"); strings.TrimSpace(out) != "" {
 		t.Errorf("docker ps sees CRI containers: %q", out)
+	}
+	// Asked for (`berth ps --namespace k8s` sends X-Berth-Namespace), the Docker API lists
+	// the pod's holder and containers; a malformed namespace is a 400.
+	apiGet := func(ns string) (int, string) {
+		hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", d.Socket)
+		}}}
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://berth/containers/json?all=1", nil)
+		req.Header.Set("X-Berth-Namespace", ns)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := apiGet("k8s"); code != 200 || !strings.Contains(body, id) || !strings.Contains(body, sb) || !strings.Contains(body, "k8s_server_web_default_uid-web_0") {
+		t.Errorf("containers of namespace k8s through the Docker API: %d %.500s", code, body)
+	}
+	if code, body := apiGet("Bad Namespace"); code != 400 || !strings.Contains(body, "invalid namespace") {
+		t.Errorf("a malformed namespace: %d %s", code, body)
 	}
 
 	// Stop with a timeout, then remove the pod: everything goes but kubelet's logs.
