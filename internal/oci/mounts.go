@@ -12,6 +12,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"berth/internal/errdefs"
+	"berth/internal/mountinfo"
 )
 
 // Mount is one mount the daemon resolved for a container: a bind of a host path (HostConfig
@@ -238,22 +239,15 @@ func sourceMount(p string) (point, optional string, err error) {
 	if err != nil {
 		return "", "", err
 	}
-	mounts, err := readMountinfo()
+	mounts, err := mountinfo.Read()
 	if err != nil {
 		return "", "", err
 	}
-	best := -1
-	for i, m := range mounts {
-		if m.point == real || m.point == "/" || strings.HasPrefix(real, m.point+"/") {
-			if best < 0 || len(m.point) >= len(mounts[best].point) {
-				best = i
-			}
-		}
-	}
-	if best < 0 {
+	m, ok := mountinfo.Containing(mounts, real)
+	if !ok {
 		return "", "", fmt.Errorf("can't find mount point of %s", p)
 	}
-	return mounts[best].point, mounts[best].optional, nil
+	return m.Point, m.Optional, nil
 }
 
 // checkSourcePropagation makes sure that a bind asking for shared (or slave) propagation has a

@@ -1,7 +1,6 @@
 package oci
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -77,15 +76,15 @@ func HostSysInfo() (*SysInfo, error) {
 	v1 := map[string]string{} // controller -> mount point
 	var v2 string
 	for _, m := range mounts {
-		if m.fstype == "cgroup2" {
-			if v2 == "" || m.point == "/sys/fs/cgroup" {
-				v2 = m.point
+		if m.FSType == "cgroup2" {
+			if v2 == "" || m.Point == "/sys/fs/cgroup" {
+				v2 = m.Point
 			}
 			continue
 		}
-		for _, o := range strings.Split(m.super, ",") {
+		for _, o := range strings.Split(m.Super, ",") {
 			if _, seen := v1[o]; !seen {
-				v1[o] = m.point
+				v1[o] = m.Point
 			}
 		}
 	}
@@ -157,49 +156,14 @@ func readTrim(path string) string {
 	return strings.TrimSpace(string(b))
 }
 
-// mountEntry is one line of /proc/self/mountinfo.
-type mountEntry struct {
-	root, point, optional, fstype, super string
-}
-
-func readMountinfo() ([]mountEntry, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+func cgroupMounts() ([]mountinfo.Entry, error) {
+	all, err := mountinfo.Read()
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	var out []mountEntry
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	for sc.Scan() {
-		// 36 35 98:0 /root /mnt rw,noatime master:1 - ext3 /dev/root rw,errors=continue
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		if !ok {
-			continue
-		}
-		a, b := strings.Fields(pre), strings.Fields(post)
-		if len(a) < 6 || len(b) < 3 {
-			continue
-		}
-		out = append(out, mountEntry{
-			root: mountinfo.Unescape(a[3]), point: mountinfo.Unescape(a[4]),
-			optional: strings.Join(a[6:], " "), fstype: b[0], super: b[2],
-		})
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read /proc/self/mountinfo: %w", err)
-	}
-	return out, nil
-}
-
-func cgroupMounts() ([]mountEntry, error) {
-	all, err := readMountinfo()
-	if err != nil {
-		return nil, err
-	}
-	var out []mountEntry
+	var out []mountinfo.Entry
 	for _, m := range all {
-		if m.fstype == "cgroup" || m.fstype == "cgroup2" {
+		if m.FSType == "cgroup" || m.FSType == "cgroup2" {
 			out = append(out, m)
 		}
 	}

@@ -617,23 +617,13 @@ func mountPointOf(p string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	mounts, err := mountinfo.Read()
 	if err != nil {
 		return "", err
 	}
-	best := ""
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 {
-			continue
-		}
-		mp := mountinfo.Unescape(f[4])
-		if (mp == real || mp == "/" || strings.HasPrefix(real, mp+"/")) && len(mp) >= len(best) {
-			best = mp
-		}
-	}
-	if best == "" {
+	m, ok := mountinfo.Containing(mounts, real)
+	if !ok {
 		return "", fmt.Errorf("no mount point found for %s", p)
 	}
-	return best, nil
+	return m.Point, nil
 }
