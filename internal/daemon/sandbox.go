@@ -179,8 +179,12 @@ func (d *Daemon) setupNetwork(c *Container) error {
 		mode := c.HostConfig.NetworkMode
 		c.mu.Unlock()
 		if bridged(mode) || mode == "none" {
-			// Disconnected from every network, or none: a namespace with only lo.
-			return d.makeNetNS(c)
+			// Disconnected from every network, or none: a namespace with only lo, up (as
+			// Docker's; AttachVeth sets it up where a network is attached).
+			if err := d.makeNetNS(c); err != nil {
+				return err
+			}
+			return network.LoopbackUp(d.netnsPath(c))
 		}
 		return nil
 	}
@@ -260,7 +264,7 @@ func (d *Daemon) makeNetNS(c *Container) error {
 	c.mu.Lock()
 	c.NetNS = path
 	c.mu.Unlock()
-	return network.LoopbackUp(path)
+	return nil
 }
 
 func (d *Daemon) setEndpoint(c *Container, name string, ep Endpoint) {
@@ -283,11 +287,7 @@ func (d *Daemon) teardownNetwork(c *Container) {
 		path := c.NetNS
 		c.NetNS = ""
 		c.mu.Unlock()
-		if path != "" {
-			if err := network.RemoveNetNS(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-				d.log.Warn("remove network namespace", "id", c.ID, "err", err)
-			}
-		}
+		d.removeNetNS(c, path)
 		return
 	}
 	c.mu.Lock()
@@ -316,11 +316,7 @@ func (d *Daemon) teardownNetwork(c *Container) {
 			d.log.Warn("remove veth", "id", c.ID, "veth", v, "err", err)
 		}
 	}
-	if path != "" {
-		if err := network.RemoveNetNS(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			d.log.Warn("remove network namespace", "id", c.ID, "err", err)
-		}
-	}
+	d.removeNetNS(c, path)
 	if _, err := n.ipam.ReleaseOwner(c.ID); err != nil {
 		d.log.Warn("release addresses", "id", c.ID, "err", err)
 	}
@@ -330,6 +326,16 @@ func (d *Daemon) teardownNetwork(c *Container) {
 		ep.EndpointID, ep.Address, ep.Gateway, ep.Mac, ep.HostVeth, ep.IfName = "", netip.Prefix{}, netip.Addr{}, "", "", ""
 	}
 	c.mu.Unlock()
+}
+
+// removeNetNS removes the network namespace berthd made for c at path ("": none).
+func (d *Daemon) removeNetNS(c *Container, path string) {
+	if path == "" {
+		return
+	}
+	if err := network.RemoveNetNS(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		d.log.Warn("remove network namespace", "id", c.ID, "err", err)
+	}
 }
 
 // portKey identifies a reserved host port.

@@ -314,18 +314,8 @@ func (d *Daemon) buildSpec(ctx context.Context, c *Container) (*specs.Spec, erro
 		in.Mounts = append(in.Mounts, om)
 	}
 	var err error
-	if in.Namespaces, err = d.namespaces(c); err != nil {
+	if err = d.namespaces(c, &in); err != nil {
 		return nil, err
-	}
-	if nm := hc.NetworkMode; nm.IsContainer() {
-		// As dockerd: the network peer's hostname and its hostname, hosts and resolv.conf
-		// files (a CRI container gets its pod's).
-		if p, err := d.GetIn(c.Namespace, nm.ConnectedContainer()); err == nil {
-			p.mu.Lock()
-			in.Hostname = p.Config.Hostname
-			in.HostnamePath, in.HostsPath, in.ResolvConfPath = p.HostnamePath, p.HostsPath, p.ResolvConfPath
-			p.mu.Unlock()
-		}
 	}
 	if wd := c.Config.WorkingDir; wd != "" {
 		if err := oci.CreateWorkingDir(c.Rootfs, wd, 0, 0); err != nil {
@@ -340,11 +330,15 @@ func (d *Daemon) copyUp(c *Container, m MountPoint, data string) error {
 	return d.vols.CopyUp(m.Name, c.Rootfs, m.Destination)
 }
 
-// namespaces resolves container:<name> modes to the peer's namespace files.
-func (d *Daemon) namespaces(c *Container) (oci.NamespacePaths, error) {
+// namespaces resolves container:<name> modes to the peer's namespace files (in.Namespaces).
+// A network peer also gives its hostname and its hostname, hosts and resolv.conf files, as
+// dockerd does (a CRI container gets its pod's).
+func (d *Daemon) namespaces(c *Container, in *oci.Input) error {
 	hc := c.HostConfig
-	var ns oci.NamespacePaths
-	peer := func(mode string) (string, error) {
+	ns := &in.Namespaces
+	// peer returns the peer's /proc/<pid>/ns/ directory; with net, it also fills in what the
+	// network peer shares.
+	peer := func(mode string, net bool) (string, error) {
 		p, err := d.GetIn(c.Namespace, mode)
 		if err != nil {
 			return "", err
@@ -354,34 +348,37 @@ func (d *Daemon) namespaces(c *Container) (oci.NamespacePaths, error) {
 		if !p.State.Running {
 			return "", errdefs.Conflict("cannot join namespace of a non running container: container %s is not running", ShortID(p.ID))
 		}
+		if net {
+			in.Hostname = p.Config.Hostname
+			in.HostnamePath, in.HostsPath, in.ResolvConfPath = p.HostnamePath, p.HostsPath, p.ResolvConfPath
+		}
 		return "/proc/" + strconv.Itoa(p.State.Pid) + "/ns/", nil
 	}
-	var err error
 	switch n := string(hc.NetworkMode); {
 	case c.NetNS != "" && (bridged(hc.NetworkMode) || hc.NetworkMode == "none"):
 		ns.Network = c.NetNS
 	case strings.HasPrefix(n, "container:"):
-		dir, err := peer(strings.TrimPrefix(n, "container:"))
+		dir, err := peer(strings.TrimPrefix(n, "container:"), true)
 		if err != nil {
-			return ns, err
+			return err
 		}
 		ns.Network = dir + "net"
 	}
 	if p := string(hc.PidMode); strings.HasPrefix(p, "container:") {
-		var dir string
-		if dir, err = peer(strings.TrimPrefix(p, "container:")); err != nil {
-			return ns, err
+		dir, err := peer(strings.TrimPrefix(p, "container:"), false)
+		if err != nil {
+			return err
 		}
 		ns.PID = dir + "pid"
 	}
 	if p := string(hc.IpcMode); strings.HasPrefix(p, "container:") {
-		var dir string
-		if dir, err = peer(strings.TrimPrefix(p, "container:")); err != nil {
-			return ns, err
+		dir, err := peer(strings.TrimPrefix(p, "container:"), false)
+		if err != nil {
+			return err
 		}
 		ns.IPC = dir + "ipc"
 	}
-	return ns, nil
+	return nil
 }
 
 // monitor waits for the container's exit through its shim and records it.
