@@ -1,10 +1,8 @@
 package cri
 
 import (
-	"bytes"
 	"context"
 	"io"
-	"sync"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
@@ -28,8 +26,7 @@ func (s *Server) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) 
 	if len(req.Cmd) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "exec command is empty")
 	}
-	var stdout, stderr capped
-	stdout.max, stderr.max = maxExecSyncOutput, maxExecSyncOutput
+	stdout, stderr := daemon.LimitedBuffer{Max: maxExecSyncOutput}, daemon.LimitedBuffer{Max: maxExecSyncOutput}
 	var timeout time.Duration
 	if req.Timeout > 0 {
 		timeout = time.Duration(req.Timeout) * time.Second
@@ -53,9 +50,9 @@ type execIO struct {
 // exec runs a command in container id and waits for it: its exit code. With a timeout,
 // the process is killed when it passes and the call fails with DeadlineExceeded; when ctx
 // ends first, the process is killed too.
-func (s *Server) exec(ctx context.Context, id string, io execIO, timeout time.Duration) (int, error) {
-	eid, err := s.d.ExecCreate(ctx, id, container.ExecCreateRequest{Cmd: io.cmd, Tty: io.tty,
-		AttachStdin: io.stdin != nil, AttachStdout: io.stdout != nil, AttachStderr: io.stderr != nil})
+func (s *Server) exec(ctx context.Context, id string, eio execIO, timeout time.Duration) (int, error) {
+	eid, err := s.d.ExecCreate(ctx, id, container.ExecCreateRequest{Cmd: eio.cmd, Tty: eio.tty,
+		AttachStdin: eio.stdin != nil, AttachStdout: eio.stdout != nil, AttachStderr: eio.stderr != nil})
 	if err != nil {
 		return 0, err
 	}
@@ -63,9 +60,9 @@ func (s *Server) exec(ctx context.Context, id string, io execIO, timeout time.Du
 	if err != nil {
 		return 0, err
 	}
-	conn := &daemon.StreamConn{In: io.stdin, Out: io.stdout, Err: io.stderr, TTY: io.tty}
+	conn := &daemon.StreamConn{In: eio.stdin, Out: eio.stdout, Err: eio.stderr, TTY: eio.tty}
 	errc := make(chan error, 1)
-	go func() { errc <- s.d.ExecStart(context.WithoutCancel(ctx), eid, conn, io.tty) }()
+	go func() { errc <- s.d.ExecStart(context.WithoutCancel(ctx), eid, conn, eio.tty) }()
 	var expired <-chan time.Time
 	if timeout > 0 {
 		t := time.NewTimer(timeout)
@@ -79,15 +76,15 @@ func (s *Server) exec(ctx context.Context, id string, io execIO, timeout time.Du
 				return 0, err
 			}
 			return e.ExitCode(), nil
-		case sz, ok := <-io.resize:
+		case sz, ok := <-eio.resize:
 			if !ok {
-				io.resize = nil
+				eio.resize = nil
 				continue
 			}
 			s.d.ExecResize(eid, sz[0], sz[1])
 		case <-expired:
 			s.killExec(eid, errc)
-			return 0, status.Errorf(codes.DeadlineExceeded, "command %q timed out after %s", io.cmd, timeout)
+			return 0, status.Errorf(codes.DeadlineExceeded, "command %q timed out after %s", eio.cmd, timeout)
 		case <-ctx.Done():
 			s.killExec(eid, errc)
 			return 0, ctx.Err()
@@ -103,26 +100,4 @@ func (s *Server) killExec(eid string, errc <-chan error) {
 	case <-errc:
 	case <-time.After(2 * time.Second):
 	}
-}
-
-// capped is a buffer that keeps the first max bytes written to it.
-type capped struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-	max int
-}
-
-func (c *capped) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if room := c.max - c.buf.Len(); room > 0 {
-		c.buf.Write(p[:min(room, len(p))])
-	}
-	return len(p), nil
-}
-
-func (c *capped) Bytes() []byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return bytes.Clone(c.buf.Bytes())
 }

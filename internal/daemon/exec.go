@@ -223,7 +223,7 @@ func (d *Daemon) ExecStart(ctx context.Context, id string, conn Conn, tty bool) 
 			}
 		}
 	}
-	var stderrBuf limitedBuffer
+	stderrBuf := LimitedBuffer{Max: 4096}
 	if errR == nil && !e.Config.Tty {
 		cmd.Stderr = &stderrBuf
 	}
@@ -533,26 +533,31 @@ func receiveConsole(l *net.UnixListener) (*os.File, error) {
 	return os.NewFile(uintptr(fds[0]), "console"), nil
 }
 
-// limitedBuffer keeps the first 4 KiB written to it.
-type limitedBuffer struct {
+// LimitedBuffer keeps the first Max bytes written to it; every write succeeds.
+type LimitedBuffer struct {
+	Max int
+
 	mu  sync.Mutex
 	buf []byte
 }
 
-func (b *limitedBuffer) Write(p []byte) (int, error) {
+func (b *LimitedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if room := 4096 - len(b.buf); room > 0 {
+	if room := b.Max - len(b.buf); room > 0 {
 		b.buf = append(b.buf, p[:min(room, len(p))]...)
 	}
 	return len(p), nil
 }
 
-func (b *limitedBuffer) String() string {
+// Bytes is a copy of what was kept.
+func (b *LimitedBuffer) Bytes() []byte {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return string(b.buf)
+	return slices.Clone(b.buf)
 }
+
+func (b *LimitedBuffer) String() string { return string(b.Bytes()) }
 
 // kill kills an exec's process (a health probe past its timeout): the process in the
 // container, whose pid the runtime wrote by now; the runtime then reaps it and exits. Only

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"time"
 
@@ -114,11 +113,11 @@ func (d *Daemon) probe(ctx context.Context, c *Container, hc *container.HealthCo
 		res.ExitCode, res.Output, res.End = -1, err.Error(), time.Now()
 		return res
 	}
-	var out probeOutput
+	out := LimitedBuffer{Max: maxHealthOutput}
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	errc := make(chan error, 1)
-	go func() { errc <- d.ExecStart(pctx, id, &out, false) }()
+	go func() { errc <- d.ExecStart(pctx, id, &StreamConn{Out: &out, Err: &out}, false) }()
 	e, _ := d.GetExec(id)
 	// Probes are not exec sessions anyone inspects: forget them when done.
 	defer d.dropExec(c, id)
@@ -142,7 +141,7 @@ func (d *Daemon) probe(ctx context.Context, c *Container, hc *container.HealthCo
 	if e != nil {
 		res.ExitCode = e.exitCodeValue()
 	}
-	res.Output = out.text()
+	res.Output = out.String()
 	return res
 }
 
@@ -178,30 +177,3 @@ func (d *Daemon) recordProbe(c *Container, res *container.HealthcheckResult, ret
 		d.containerEvent(c, events.Action("health_status: "+string(status)), nil)
 	}
 }
-
-// probeOutput collects a probe's output (the exec's stdcopy frames, decoded) as a Conn.
-type probeOutput struct {
-	buf     bytes.Buffer
-	pending []byte
-}
-
-func (p *probeOutput) Read([]byte) (int, error) { return 0, errEOF }
-func (p *probeOutput) Close() error             { return nil }
-func (p *probeOutput) CloseWrite() error        { return nil }
-
-func (p *probeOutput) Write(b []byte) (int, error) {
-	p.pending = append(p.pending, b...)
-	for len(p.pending) >= 8 {
-		n := int(p.pending[4])<<24 | int(p.pending[5])<<16 | int(p.pending[6])<<8 | int(p.pending[7])
-		if len(p.pending) < 8+n {
-			break
-		}
-		if room := maxHealthOutput - p.buf.Len(); room > 0 {
-			p.buf.Write(p.pending[8 : 8+min(n, room)])
-		}
-		p.pending = p.pending[8+n:]
-	}
-	return len(b), nil
-}
-
-func (p *probeOutput) text() string { return p.buf.String() }

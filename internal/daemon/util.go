@@ -2,12 +2,9 @@ package daemon
 
 import (
 	"context"
-	"io"
 	"os/exec"
 	"syscall"
 )
-
-var errEOF = io.EOF
 
 func execCommandContext(ctx context.Context, name string, args ...string) *exec.Cmd {
 	return exec.CommandContext(ctx, name, args...)
