@@ -217,17 +217,8 @@ func (d *Daemon) UsageOf(ctx context.Context, ref string) (Usage, error) {
 		readStats(pid, u.Stats)
 	}
 	if upper, err := d.images.Snaps.UpperDir(c.ID); err == nil {
-		u.WritableDir = upper
-		filepath.Walk(upper, func(_ string, fi os.FileInfo, err error) error {
-			if err != nil {
-				return nil
-			}
-			u.WritableInodes++
-			if !fi.IsDir() {
-				u.WritableBytes += uint64(fi.Size())
-			}
-			return nil
-		})
+		b, n := dirUsage(upper)
+		u.WritableDir, u.WritableBytes, u.WritableInodes = upper, uint64(b), uint64(n)
 	}
 	return u, nil
 }

@@ -235,10 +235,15 @@ func (d *Daemon) sizes(c *Container) (rw, rootfs int64) {
 }
 
 func dirSize(dir string) int64 {
-	var n int64
+	n, _ := dirUsage(dir)
+	return n
+}
+
+// dirUsage is the bytes (hard links counted once) and inodes of the tree at dir.
+func dirUsage(dir string) (bytes, inodes int64) {
 	seen := map[uint64]bool{}
 	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
-		if err != nil || fi.IsDir() {
+		if err != nil {
 			return nil
 		}
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
@@ -247,10 +252,13 @@ func dirSize(dir string) int64 {
 			}
 			seen[st.Ino] = true
 		}
-		n += fi.Size()
+		inodes++
+		if !fi.IsDir() {
+			bytes += fi.Size()
+		}
 		return nil
 	})
-	return n
+	return bytes, inodes
 }
 
 // ListOptions are GET /containers/json's parameters.
