@@ -19,7 +19,6 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"berth/internal/daemon"
-	"berth/internal/errdefs"
 	"berth/internal/oci"
 )
 
@@ -67,11 +66,8 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	name := containerName(m, sb.rec.Metadata)
 	res, err := s.d.Create(ctx, daemon.CreateRequest{Name: name, Config: c, HostConfig: hc, Extra: extra, CRILogPath: logPath})
 	if err != nil {
-		switch {
-		case errors.As(err, new(*daemon.NameInUseError)):
+		if errors.As(err, new(*daemon.NameInUseError)) {
 			return nil, status.Errorf(codes.AlreadyExists, "container name %q is in use: %v", name, err)
-		case errors.Is(err, errdefs.ErrNotFound):
-			return nil, status.Errorf(codes.NotFound, "create container %s: %v", name, err)
 		}
 		return nil, fmt.Errorf("create container %s: %w", name, err)
 	}
@@ -117,8 +113,8 @@ func (s *Server) containerConfig(sb object, sbCfg *runtimeapi.PodSandboxConfig, 
 		hc.IpcMode = "host"
 	}
 	lc := cfg.GetLinux()
-	if pid := lc.GetSecurityContext().GetNamespaceOptions(); pid != nil {
-		ns = pid
+	if own := lc.GetSecurityContext().GetNamespaceOptions(); own != nil {
+		ns = own // the container's own options decide its PID namespace
 	}
 	switch ns.Pid {
 	case runtimeapi.NamespaceMode_POD:
@@ -158,9 +154,9 @@ func (s *Server) containerConfig(sb object, sbCfg *runtimeapi.PodSandboxConfig, 
 	return c, hc, nil
 }
 
-// criMount is a CRI mount as a daemon bind mount. A missing host path is made (as
-// containerd and kubelet's hostPath do); SELinux relabelling is accepted and has nothing to
-// do without SELinux.
+// criMount is a CRI mount as a daemon bind mount. A missing host path is made by the
+// daemon's create (as containerd and kubelet's hostPath do); SELinux relabelling is accepted
+// and has nothing to do without SELinux.
 func criMount(mt *runtimeapi.Mount) (mount.Mount, error) {
 	if mt.Image != nil && mt.Image.Image != "" {
 		return mount.Mount{}, status.Errorf(codes.InvalidArgument, "mount %s: image volumes are not supported", mt.ContainerPath)
@@ -187,13 +183,8 @@ func criMount(mt *runtimeapi.Mount) (mount.Mount, error) {
 	if mt.RecursiveReadOnly && prop != mount.PropagationRPrivate {
 		return mount.Mount{}, status.Errorf(codes.InvalidArgument, "mount %s: recursive read-only needs private propagation", mt.ContainerPath)
 	}
-	if _, err := os.Stat(mt.HostPath); errors.Is(err, os.ErrNotExist) {
-		if err := os.MkdirAll(mt.HostPath, 0o755); err != nil {
-			return mount.Mount{}, fmt.Errorf("mount %s: create host path: %w", mt.ContainerPath, err)
-		}
-	}
 	return mount.Mount{Type: mount.TypeBind, Source: mt.HostPath, Target: mt.ContainerPath, ReadOnly: mt.Readonly,
-		BindOptions: &mount.BindOptions{Propagation: prop, ReadOnlyNonRecursive: mt.Readonly && !mt.RecursiveReadOnly}}, nil
+		BindOptions: &mount.BindOptions{Propagation: prop, ReadOnlyNonRecursive: mt.Readonly && !mt.RecursiveReadOnly, CreateMountpoint: true}}, nil
 }
 
 // setResources copies a CRI container's resources to the daemon's.

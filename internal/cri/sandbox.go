@@ -147,7 +147,7 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	}
 	res, err := s.d.Create(ctx, daemon.CreateRequest{Name: sandboxName(m), Config: c, HostConfig: hc, Holder: true, Extra: extra})
 	if err != nil {
-		if errors.Is(err, errdefs.ErrConflict) {
+		if errors.As(err, new(*daemon.NameInUseError)) {
 			return nil, status.Errorf(codes.AlreadyExists, "sandbox name %q is in use: %v", sandboxName(m), err)
 		}
 		return nil, fmt.Errorf("create sandbox %s: %w", sandboxName(m), err)
