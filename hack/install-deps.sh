@@ -12,7 +12,9 @@ PKGS=(build-essential pkg-config busybox-static runc crun
 	# `make bench` images: the image is built with debootstrap; the tools write to a loop ext4.
 	debootstrap e2fsprogs
 	# `make bench` network: bulk TCP throughput and HTTP load.
-	iperf3 wrk)
+	iperf3 wrk
+	# CRI pod networking: the CNI plugins (bridge, host-local, portmap, loopback) in /usr/lib/cni.
+	containernetworking-plugins)
 
 if [ "$(id -u)" != 0 ]; then
 	echo "install-deps: run as root" >&2

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/containernetworking/cni/libcni"
 	"github.com/moby/moby/api/types/container"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -34,6 +35,9 @@ type record struct {
 	LogDirectory   string                         `json:"logDirectory,omitempty"`
 	Namespaces     *runtimeapi.NamespaceOption    `json:"namespaces,omitempty"`
 	CgroupParent   string                         `json:"cgroupParent,omitempty"`
+	// CNINetwork is the CNI network the pod is attached to ("": loopback only, or the
+	// host's network).
+	CNINetwork string `json:"cniNetwork,omitempty"`
 
 	// A container's.
 	SandboxID         string                        `json:"sandboxID,omitempty"`
@@ -140,8 +144,22 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 		}
 		hc.DNSSearch, hc.DNSOptions = dns.Searches, dns.Options
 	}
-	extra, err := json.Marshal(record{Kind: kindSandbox, Metadata: m, RuntimeHandler: req.RuntimeHandler,
-		LogDirectory: cfg.LogDirectory, Namespaces: nsOpts, CgroupParent: hc.CgroupParent, Annotations: cfg.Annotations})
+	var netConf *libcni.NetworkConfigList
+	if !hostNet {
+		var err error
+		netConf, err = s.net.config()
+		if errors.Is(err, errNoCNIConfig) {
+			s.log.Debug("cri: the pod has loopback only", "pod", sandboxName(m), "reason", err)
+		} else if err != nil {
+			return nil, status.Errorf(codes.FailedPrecondition, "pod network: %v", err)
+		}
+	}
+	rec := record{Kind: kindSandbox, Metadata: m, RuntimeHandler: req.RuntimeHandler,
+		LogDirectory: cfg.LogDirectory, Namespaces: nsOpts, CgroupParent: hc.CgroupParent, Annotations: cfg.Annotations}
+	if netConf != nil {
+		rec.CNINetwork = netConf.Name
+	}
+	extra, err := json.Marshal(rec)
 	if err != nil {
 		return nil, err
 	}
@@ -155,6 +173,19 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	if err := s.d.Start(ctx, res.ID); err != nil {
 		s.removeQuietly(res.ID)
 		return nil, fmt.Errorf("start sandbox %s: %w", sandboxName(m), err)
+	}
+	if netConf != nil {
+		r, err := s.d.RecordIn(Namespace, res.ID)
+		if err == nil && r.NetNS == "" {
+			err = fmt.Errorf("the holder has no network namespace")
+		}
+		if err == nil {
+			err = s.net.setUp(ctx, netConf, runtimeConf(res.ID, r.NetNS, m, cfg.PortMappings))
+		}
+		if err != nil {
+			s.removeQuietly(res.ID)
+			return nil, fmt.Errorf("pod network of sandbox %s: %w", sandboxName(m), err)
+		}
 	}
 	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: res.ID}, nil
 }
@@ -185,6 +216,9 @@ func (s *Server) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSand
 				return nil, fmt.Errorf("stop container %s of sandbox %s: %w", c.ID, sb.ID, err)
 			}
 		}
+	}
+	if err := s.net.tearDown(ctx, sb.rec.CNINetwork, sb.ID, sb.NetNS); err != nil {
+		return nil, fmt.Errorf("stop sandbox %s: %w", sb.ID, err)
 	}
 	if err := s.stopContainer(ctx, sb.ID, 10); err != nil {
 		return nil, fmt.Errorf("stop sandbox %s: %w", sb.ID, err)
@@ -219,6 +253,9 @@ func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePod
 			}
 		}
 	}
+	if err := s.net.tearDown(ctx, sb.rec.CNINetwork, sb.ID, sb.NetNS); err != nil {
+		return nil, fmt.Errorf("remove sandbox %s: %w", sb.ID, err)
+	}
 	if err := s.removeContainer(ctx, sb.ID); err != nil {
 		return nil, fmt.Errorf("remove sandbox %s: %w", sb.ID, err)
 	}
@@ -246,9 +283,17 @@ func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandbo
 	if err != nil {
 		return nil, err
 	}
+	netStatus := &runtimeapi.PodSandboxNetworkStatus{}
+	for i, a := range s.net.addresses(sb.rec.CNINetwork, sb.ID) {
+		if i == 0 {
+			netStatus.Ip = a.String()
+		} else {
+			netStatus.AdditionalIps = append(netStatus.AdditionalIps, &runtimeapi.PodIP{Ip: a.String()})
+		}
+	}
 	st := &runtimeapi.PodSandboxStatus{
 		Id: sb.ID, Metadata: sb.rec.Metadata, State: sandboxState(sb), CreatedAt: sb.Created.UnixNano(),
-		Network:        &runtimeapi.PodSandboxNetworkStatus{},
+		Network:        netStatus,
 		Linux:          &runtimeapi.LinuxPodSandboxStatus{Namespaces: &runtimeapi.Namespace{Options: sb.rec.Namespaces}},
 		Labels:         sb.Labels,
 		Annotations:    sb.rec.Annotations,

@@ -45,6 +45,7 @@ type Server struct {
 	log     *slog.Logger
 	version string
 	grpc    *grpc.Server
+	net     *podNetwork
 
 	// stream serves Exec, Attach and PortForward sessions (ListenStreaming).
 	stream     streaming.Server
@@ -53,7 +54,7 @@ type Server struct {
 
 // New makes the CRI server of d; version is berthd's.
 func New(d *daemon.Daemon, log *slog.Logger, version string) *Server {
-	s := &Server{d: d, log: log, version: version}
+	s := &Server{d: d, log: log, version: version, net: newPodNetwork(d.Config())}
 	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(s.unary))
 	runtimeapi.RegisterRuntimeServiceServer(s.grpc, s)
 	runtimeapi.RegisterImageServiceServer(s.grpc, s)
@@ -143,14 +144,18 @@ func (s *Server) Version(ctx context.Context, req *runtimeapi.VersionRequest) (*
 	return &runtimeapi.VersionResponse{Version: "0.1.0", RuntimeName: RuntimeName, RuntimeVersion: s.version, RuntimeApiVersion: "v1"}, nil
 }
 
-// Status reports the runtime ready and the network ready (the sandboxes' own network
-// namespaces; CNI comes with pod networking).
+// Status reports the runtime ready, and the network ready when the CNI conf dir has a
+// usable network configuration (pods have loopback only otherwise).
 func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
 	// berth-runtime makes read-only binds recursively read-only (mount_setattr) when asked.
 	features := &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: true}
+	netReady := &runtimeapi.RuntimeCondition{Type: runtimeapi.NetworkReady, Status: true}
+	if _, err := s.net.config(); err != nil {
+		netReady.Status, netReady.Reason, netReady.Message = false, "NetworkPluginNotReady", "cni: "+err.Error()
+	}
 	return &runtimeapi.StatusResponse{Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{
 		{Type: runtimeapi.RuntimeReady, Status: true},
-		{Type: runtimeapi.NetworkReady, Status: true},
+		netReady,
 	}}, RuntimeHandlers: []*runtimeapi.RuntimeHandler{{Name: "", Features: features}, {Name: RuntimeName, Features: features}}}, nil
 }
 

@@ -10,11 +10,16 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 
+	"github.com/distribution/reference"
 	units "github.com/docker/go-units"
+
+	"berth/internal/registry"
 )
 
 // Config is berthd's configuration: its flags, and /etc/berth/daemon.json with dockerd's keys.
@@ -62,6 +67,12 @@ type Config struct {
 	// RegistryMirrors are pull-through mirrors of Docker Hub ("https://mirror.example",
 	// "http://127.0.0.1:5001"), tried in order before Docker Hub itself, as dockerd's.
 	RegistryMirrors []string `json:"registry-mirrors,omitempty"`
+	// RegistryHosts are mirrors of any registry, as containerd's hosts.toml: per registry
+	// host ("registry.k8s.io", "docker.io") the mirror URLs tried in order before the
+	// registry itself, for pulls. A URL path below /v2/ is a prefix of the mirror's
+	// repositories: {"registry.k8s.io": ["http://127.0.0.1:5000/v2/registry.k8s.io"]}
+	// pulls registry.k8s.io/pause from the mirror's registry.k8s.io/pause.
+	RegistryHosts map[string][]string `json:"registry-hosts,omitempty"`
 
 	// CRISocket is where the CRI endpoint (RuntimeService and ImageService for kubelet)
 	// listens: a unix socket path, by default cri.sock in the exec root
@@ -70,6 +81,14 @@ type Config struct {
 	// CRIStreamAddress is where the CRI's streaming server (exec, attach and port forward
 	// for kubelet) listens: host:port, by default 127.0.0.1:0 (a free port on loopback).
 	CRIStreamAddress string `json:"cri-stream-address,omitempty"`
+	// CNIConfDir holds the CNI network configurations of CRI pods (/etc/cni/net.d): the
+	// first file in lexical order (.conflist, .conf or .json) is the pods' network, as
+	// with containerd. Without one, pods have loopback only and the CRI reports the
+	// network not ready.
+	CNIConfDir string `json:"cni-conf-dir,omitempty"`
+	// CNIBinDirs are searched for CNI plugins, in order (/opt/cni/bin, then
+	// /usr/lib/cni where Debian's containernetworking-plugins installs them).
+	CNIBinDirs []string `json:"cni-bin-dirs,omitempty"`
 
 	// Binaries, found next to berthd's own executable unless set (not in daemon.json).
 	ShimBinary    string `json:"-"`
@@ -113,10 +132,7 @@ func LoadConfigFile(path string, optional bool) (*Config, error) {
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return nil, fmt.Errorf("unable to configure the daemon with file %s: %w", path, err)
 	}
-	known := map[string]bool{}
-	for _, k := range []string{"hosts", "data-root", "exec-root", "debug", "log-driver", "log-opts", "cgroup-parent", "default-shm-size", "shutdown-timeout", "bridge", "bip", "mtu", "default-address-pools", "dns", "dns-search", "dns-opts", "ip", "insecure-registries", "registry-mirrors"} {
-		known[k] = true
-	}
+	known := configKeys()
 	var unknown []string
 	for k := range raw {
 		if !known[k] {
@@ -132,6 +148,19 @@ func LoadConfigFile(path string, optional bool) (*Config, error) {
 		return nil, fmt.Errorf("unable to configure the daemon with file %s: %w", path, err)
 	}
 	return &c, nil
+}
+
+// configKeys are daemon.json's keys: the json names of Config's fields.
+func configKeys() map[string]bool {
+	known := map[string]bool{}
+	t := reflect.TypeFor[Config]()
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if name != "" && name != "-" {
+			known[name] = true
+		}
+	}
+	return known
 }
 
 // fill sets defaults and checks values.
@@ -179,8 +208,19 @@ func (c *Config) fill() error {
 			return fmt.Errorf("default-shm-size: %w", err)
 		}
 	}
-	if err := checkRegistries(c.InsecureRegistries, c.RegistryMirrors); err != nil {
+	if err := checkRegistries(c.InsecureRegistries, c.RegistryMirrors, c.RegistryHosts); err != nil {
 		return err
+	}
+	if c.CNIConfDir == "" {
+		c.CNIConfDir = "/etc/cni/net.d"
+	}
+	if len(c.CNIBinDirs) == 0 {
+		c.CNIBinDirs = []string{"/opt/cni/bin", "/usr/lib/cni"}
+	}
+	for _, d := range append([]string{c.CNIConfDir}, c.CNIBinDirs...) {
+		if !filepath.IsAbs(d) {
+			return fmt.Errorf("cni-conf-dir, cni-bin-dirs: %q is not an absolute path", d)
+		}
 	}
 	if c.BIP != "" {
 		if p, err := netip.ParsePrefix(c.BIP); err != nil || !p.Addr().Is4() {
@@ -258,9 +298,13 @@ func checkLogConfig(driver string, opts map[string]string) error {
 	return nil
 }
 
+// registryHost is a registry's host[:port].
+var registryHost = regexp.MustCompile(`^(?:` + reference.DomainRegexp.String() + `)$`)
+
 // checkRegistries checks insecure-registries ("host[:port]" or a CIDR, no scheme or
-// path) and registry-mirrors (http or https URLs), as dockerd does.
-func checkRegistries(insecure, mirrors []string) error {
+// path) and registry-mirrors (http or https URLs), as dockerd does, and registry-hosts
+// (registry hosts and their mirrors' URLs).
+func checkRegistries(insecure, mirrors []string, hosts map[string][]string) error {
 	for _, r := range insecure {
 		if strings.Contains(r, "://") {
 			return fmt.Errorf("insecure-registries: %q: give the registry as host[:port] or a CIDR, without a scheme", r)
@@ -279,6 +323,16 @@ func checkRegistries(insecure, mirrors []string) error {
 		}
 		if p := strings.Trim(u.Path, "/"); p != "" && p != "v2" {
 			return fmt.Errorf("registry-mirrors: %q: a mirror is served at its root, without a path", m)
+		}
+	}
+	for host, ms := range hosts {
+		if host == "" || strings.Contains(host, "://") || strings.ContainsAny(host, "/ ") || !registryHost.MatchString(host) {
+			return fmt.Errorf("registry-hosts: %q: give the registry as host[:port], without a scheme", host)
+		}
+		for _, m := range ms {
+			if _, _, err := registry.ParseMirror(m); err != nil {
+				return fmt.Errorf("registry-hosts: %s: %w", host, err)
+			}
 		}
 	}
 	return nil

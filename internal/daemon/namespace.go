@@ -36,13 +36,16 @@ type Record struct {
 	Labels           map[string]string
 	Extra            []byte
 	LogPath          string
+	// NetNS is the network namespace berthd made for the container while it runs ("" for
+	// none, or the host's or another container's).
+	NetNS string
 }
 
 func (c *Container) record() Record {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r := Record{ID: c.ID, Name: trimSlash(c.Name), Namespace: c.Namespace, Image: c.Image, ImageName: c.ImageName,
-		Created: c.Created, State: c.State, Extra: slices.Clone(c.Extra), LogPath: c.LogPath}
+		Created: c.Created, State: c.State, Extra: slices.Clone(c.Extra), LogPath: c.LogPath, NetNS: c.NetNS}
 	if c.Config != nil {
 		r.Labels = maps.Clone(c.Config.Labels)
 	}

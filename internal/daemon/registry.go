@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/distribution/reference"
@@ -79,20 +80,22 @@ func (d *Daemon) Pull(ctx context.Context, ref string, auth AuthLookup, out io.W
 }
 
 // PullImage pulls ref (a tag or a digest reference, normalized) from its registry with
-// creds (nil: anonymous), reporting each layer's progress. A Docker Hub image is tried
-// on daemon.json's registry-mirrors first, in order, then on Docker Hub, as dockerd
-// does.
+// creds (nil: anonymous), reporting each layer's progress. The image is tried on the
+// registry's mirrors first, in order: daemon.json's registry-hosts for its host, then for
+// a Docker Hub image registry-mirrors, as dockerd does; then on the registry itself.
 func (d *Daemon) PullImage(ctx context.Context, ref reference.Named, creds *registrytypes.AuthConfig, progress func(image.PullProgress)) (*image.Pulled, error) {
 	c := d.Registry()
 	var sources []*registry.Repository
+	mirrors := d.cfg.RegistryHosts[reference.Domain(ref)]
 	if reference.Domain(ref) == registry.DockerHubDomain {
-		for _, m := range d.cfg.RegistryMirrors {
-			repo, err := c.Mirror(m, ref, creds)
-			if err != nil {
-				return nil, err
-			}
-			sources = append(sources, repo)
+		mirrors = append(slices.Clip(mirrors), d.cfg.RegistryMirrors...)
+	}
+	for _, m := range mirrors {
+		repo, err := c.Mirror(m, ref, creds)
+		if err != nil {
+			return nil, err
 		}
+		sources = append(sources, repo)
 	}
 	sources = append(sources, c.Repository(ref, creds))
 	var res *image.Pulled

@@ -221,7 +221,19 @@ func TestMirror(t *testing.T) {
 	if err != nil || desc.Digest != im.index.Digest {
 		t.Fatalf("manifest from the mirror: %v %v", desc, err)
 	}
-	for _, bad := range []string{"ftp://x", "http://host/some/path", "nohost"} {
+	// A mirror of another registry under a prefix of its repositories (containerd's
+	// override_path): registry.k8s.io/pause is the mirror's registry.k8s.io/pause.
+	pim := reg.pushTestImage(t, "registry.k8s.io/pause", "3.9")
+	pref, _ := image.ParseRef("registry.k8s.io/pause:3.9")
+	repo, err = c.Mirror("http://"+reg.host()+"/v2/registry.k8s.io", pref, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, _, err = repo.Manifest(context.Background(), "3.9")
+	if err != nil || desc.Digest != pim.index.Digest {
+		t.Fatalf("manifest from the prefixed mirror: %v %v", desc, err)
+	}
+	for _, bad := range []string{"ftp://x", "http://host/some/path", "nohost", "http://host/v2/UPPER", "http://host/v2/a//b", "http://host/v2/x?q=1"} {
 		if _, err := c.Mirror(bad, ref, nil); !errors.Is(err, errdefs.ErrInvalid) {
 			t.Errorf("mirror %q: %v", bad, err)
 		}

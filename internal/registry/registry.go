@@ -24,6 +24,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -321,21 +322,51 @@ func resolve(base *url.URL, loc string) (*url.URL, error) {
 	return base.ResolveReference(u), nil
 }
 
-// Mirror opens the repository of ref (a Docker Hub image) on a pull-through
-// mirror (daemon.json's registry-mirrors: "https://mirror.example",
-// "http://127.0.0.1:5001"), over the scheme its URL names.
+// Mirror opens the repository of ref on a mirror: daemon.json's registry-mirrors for
+// Docker Hub ("https://mirror.example", "http://127.0.0.1:5001") or a registry-hosts
+// entry, over the scheme its URL names. A URL path below /v2/ names a prefix of the
+// mirror's repositories, as containerd's hosts.toml with override_path: with
+// "http://127.0.0.1:5000/v2/registry.k8s.io", registry.k8s.io/pause is the mirror's
+// repository registry.k8s.io/pause.
 func (c *Client) Mirror(mirror string, ref reference.Named, creds *registrytypes.AuthConfig) (*Repository, error) {
-	u, err := url.Parse(mirror)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, errdefs.Invalid("registry mirror %q: want an http or https URL", mirror)
-	}
-	if p := strings.Trim(u.Path, "/"); p != "" && p != "v2" {
-		return nil, errdefs.Invalid("registry mirror %q: a mirror is served at its root, without a path", mirror)
+	u, prefix, err := ParseMirror(mirror)
+	if err != nil {
+		return nil, err
 	}
 	c.mu.Lock()
 	if _, ok := c.schemes[u.Host]; !ok {
 		c.schemes[u.Host] = u.Scheme
 	}
 	c.mu.Unlock()
-	return &Repository{c: c, Host: u.Host, Name: reference.Path(ref), Ref: ref, auth: newAuthorizer(c, u.Host, creds)}, nil
+	name := reference.Path(ref)
+	if prefix != "" {
+		name = prefix + "/" + name
+	}
+	return &Repository{c: c, Host: u.Host, Name: name, Ref: ref, auth: newAuthorizer(c, u.Host, creds)}, nil
+}
+
+// pathComponent is a component of a repository path (the distribution spec's).
+var pathComponent = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
+
+// ParseMirror checks a mirror URL: http or https, served at its root ("/" or "/v2") or
+// under /v2/<prefix>, a repository path prefix. It returns the URL and the prefix.
+func ParseMirror(mirror string) (*url.URL, string, error) {
+	u, err := url.Parse(mirror)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return nil, "", errdefs.Invalid("registry mirror %q: want an http or https URL", mirror)
+	}
+	p := strings.Trim(u.Path, "/")
+	if p == "" || p == "v2" {
+		return u, "", nil
+	}
+	prefix, ok := strings.CutPrefix(p, "v2/")
+	if !ok {
+		return nil, "", errdefs.Invalid("registry mirror %q: a mirror is served at its root, or under /v2/<prefix> for a prefix of its repositories", mirror)
+	}
+	for _, part := range strings.Split(prefix, "/") {
+		if !pathComponent.MatchString(part) {
+			return nil, "", errdefs.Invalid("registry mirror %q: %q is not a repository path component", mirror, part)
+		}
+	}
+	return u, prefix, nil
 }

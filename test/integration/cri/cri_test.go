@@ -95,7 +95,9 @@ const focus = `Runtime info|PodSandbox runtime should support basic operations|I
 func TestCritestFocused(t *testing.T) {
 	requireRoot(t)
 	bin := critest(t)
-	d := berthtest.Start(t, berthtest.Options{})
+	// Runtime info wants the network ready: a CNI network.
+	opts, _ := cniOptions(t)
+	d := berthtest.Start(t, opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	// critest's client config file, if missing, is only a warning; point it at nothing.
