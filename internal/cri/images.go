@@ -92,7 +92,8 @@ func (s *Server) ImageStatus(ctx context.Context, req *runtimeapi.ImageStatusReq
 const pullRetryWindow = 2 * time.Second
 
 // PullImage pulls an image with the request's credentials, through daemon.json's
-// registry-mirrors and insecure-registries, and answers its ID. The request's deadline
+// registry-hosts (mirrors of any registry), registry-mirrors and insecure-registries, and
+// answers its ID. The request's deadline
 // holds: a registry that cannot be reached is retried until it ends (or for
 // pullRetryWindow), so the answer is DeadlineExceeded rather than an early failure.
 func (s *Server) PullImage(ctx context.Context, req *runtimeapi.PullImageRequest) (*runtimeapi.PullImageResponse, error) {

@@ -68,6 +68,9 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (res CreateResul
 	if cfg.Image == "" && req.Build == nil && !req.Holder {
 		return res, errdefs.Invalid("no image specified")
 	}
+	if err := oci.ExposeConflict(&cfg, hc); err != nil {
+		return res, err
+	}
 	var (
 		imageID digest.Digest
 		top     digest.Digest

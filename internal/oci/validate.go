@@ -38,6 +38,16 @@ func Validate(cfg *container.Config, hc *container.HostConfig, si *SysInfo) erro
 	return validate(cfg, hc, si, true)
 }
 
+// ExposeConflict is dockerd's check of a create request's own exposed ports (before the
+// image's config is folded in: an image's EXPOSE is no conflict) against a network mode
+// container:<id>.
+func ExposeConflict(cfg *container.Config, hc *container.HostConfig) error {
+	if hc != nil && hc.NetworkMode.IsContainer() && len(cfg.ExposedPorts) > 0 {
+		return errdefs.Invalid("conflicting options: port exposing and the container type network mode")
+	}
+	return nil
+}
+
 // validate is Validate; at start (create false) the checks between Config and HostConfig that
 // dockerd makes only when a container is created are skipped: by then the daemon may have put
 // the hostname of the container whose network namespace is joined into Config.Hostname.
@@ -143,9 +153,9 @@ func validateModes(cfg *container.Config, hc *container.HostConfig, create bool)
 			return fmt.Errorf("conflicting options: custom host-to-IP mapping and the network mode")
 		case len(hc.PortBindings) > 0 || hc.PublishAllPorts:
 			return fmt.Errorf("conflicting options: port publishing and the container type network mode")
-		case len(cfg.ExposedPorts) > 0:
-			return fmt.Errorf("conflicting options: port exposing and the container type network mode")
 		}
+		// Ports the request exposes conflict too, but cfg has the image's folded in, and an
+		// image's EXPOSE does not: the daemon checks the request's own (ExposeConflict).
 	}
 	if !hc.IpcMode.Valid() || (hc.IpcMode.IsContainer() && hc.IpcMode.Container() == "") {
 		return fmt.Errorf("invalid IPC mode: %v", hc.IpcMode)

@@ -160,6 +160,14 @@ func TestPortConflicts(t *testing.T) {
 			fails(t, d, "run", "--rm", "-p", p, image, "true")
 		}
 		fails(t, d, "run", "--rm", "--network", "container:first", "-p", "8082:80", image, "true")
+		fails(t, d, "run", "--rm", "--network", "container:first", "--expose", "8082", image, "true")
+	})
+	t.Run("image-expose-with-container-network", func(t *testing.T) {
+		// An image's EXPOSE is no conflict with --network container:X (as dockerd: only
+		// the request's own ports are).
+		must(t, d, "commit", "--change", "EXPOSE 80", "first", "exposing:v1")
+		defer must(t, d, "rmi", "exposing:v1")
+		must(t, d, "run", "--rm", "--network", "container:first", "exposing:v1", "true")
 	})
 }
 
