@@ -14,7 +14,9 @@ PKGS=(build-essential pkg-config busybox-static runc crun
 	# `make bench` network: bulk TCP throughput and HTTP load.
 	iperf3 wrk
 	# CRI pod networking: the CNI plugins (bridge, host-local, portmap, loopback) in /usr/lib/cni.
-	containernetworking-plugins)
+	containernetworking-plugins
+	# `make critest`: files of critest's image stand-ins (hack/critest-images): nginx, httpd, pgrep.
+	nginx apache2-bin procps)
 
 if [ "$(id -u)" != 0 ]; then
 	echo "install-deps: run as root" >&2
