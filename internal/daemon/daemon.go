@@ -142,6 +142,13 @@ func (d *Daemon) load() error {
 		if !e.IsDir() {
 			continue
 		}
+		if strings.HasPrefix(e.Name(), removingPrefix) {
+			// A removed container's files that a crash kept from being deleted.
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				d.log.Warn("remove a removed container's directory", "dir", e.Name(), "err", err)
+			}
+			continue
+		}
 		p := filepath.Join(dir, e.Name(), "config.v2.json")
 		b, err := os.ReadFile(p)
 		if errors.Is(err, os.ErrNotExist) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"os/exec"
 	"strings"
 	"time"
@@ -117,8 +118,15 @@ func (d *Daemon) teardown(c *Container, volumes bool) error {
 	if err := unix.Unmount(c.Rootfs, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("unmount rootfs: %w", err)
 	}
-	if err := d.images.Snaps.Remove(c.ID); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+	// The rootfs and the container's directory leave the store at once (a rename each)
+	// and their files are deleted after the answer: a crash in between leaves them where
+	// the next start deletes them (the snapshot store's tmp/, a .removing- directory).
+	removeRootfs, err := d.images.Snaps.Unlink(c.ID)
+	if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return fmt.Errorf("remove rootfs: %w", err)
+	}
+	if removeRootfs != nil {
+		d.later(c, "rootfs", removeRootfs)
 	}
 	if err := d.images.RemoveLease(c.ID); err != nil {
 		return err
@@ -133,10 +141,28 @@ func (d *Daemon) teardown(c *Container, volumes bool) error {
 			}
 		}
 	}
-	if err := os.RemoveAll(c.dir(d)); err != nil {
+	gone := filepath.Join(d.root, "containers", removingPrefix+c.ID)
+	if err := os.RemoveAll(gone); err != nil {
 		return fmt.Errorf("remove container directory: %w", err)
 	}
+	if err := os.Rename(c.dir(d), gone); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove container directory: %w", err)
+	}
+	d.later(c, "container directory", func() error { return os.RemoveAll(gone) })
 	return nil
+}
+
+// removingPrefix names a removed container's directory until its files are deleted.
+const removingPrefix = ".removing-"
+
+// later runs a removal of what a removed container left after the request that removed
+// it has been answered; Close waits for it.
+func (d *Daemon) later(c *Container, what string, remove func() error) {
+	d.bg.Go(func() {
+		if err := remove(); err != nil {
+			d.log.Warn("remove a removed container's files", "id", c.ID, "what", what, "err", err)
+		}
+	})
 }
 
 // WaitResult is what POST /containers/{id}/wait answers.

@@ -218,20 +218,11 @@ func (s *Store) RemoveLayer(chainID digest.Digest) error {
 }
 
 func (s *Store) removeDir(d string) error {
-	tmp, err := s.tempName()
+	remove, err := s.unlinkDir(d)
 	if err != nil {
 		return err
 	}
-	if err := os.Rename(d, tmp); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		return fmt.Errorf("remove %s: %w", d, err)
-	}
-	if err := os.RemoveAll(tmp); err != nil {
-		return fmt.Errorf("remove %s: %w", d, err)
-	}
-	return nil
+	return remove()
 }
 
 // Sync flushes the filesystem that holds the store (one syncfs), so that
@@ -355,6 +346,40 @@ func (s *Store) Remove(key string) error {
 		return err
 	}
 	return s.removeDir(d)
+}
+
+// Unlink removes an active snapshot (it must not be mounted) from the store
+// at once, by one rename into tmp/, and returns the removal of its files,
+// for the caller to run when it suits it (after answering a request): a
+// crash before then leaves them in tmp/, which Open removes. A missing
+// snapshot is not an error (the removal then does nothing).
+func (s *Store) Unlink(key string) (func() error, error) {
+	d, err := s.activeDir(key)
+	if err != nil {
+		return nil, err
+	}
+	return s.unlinkDir(d)
+}
+
+// unlinkDir moves d into tmp/ and returns the removal of its files; a
+// missing d is not an error.
+func (s *Store) unlinkDir(d string) (func() error, error) {
+	tmp, err := s.tempName()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Rename(d, tmp); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return func() error { return nil }, nil
+		}
+		return nil, fmt.Errorf("remove %s: %w", d, err)
+	}
+	return func() error {
+		if err := os.RemoveAll(tmp); err != nil {
+			return fmt.Errorf("remove %s: %w", d, err)
+		}
+		return nil
+	}, nil
 }
 
 // Mount mounts the active snapshot key on target: overlayfs with the

@@ -164,3 +164,50 @@ func TestCommitTwiceKeepsOne(t *testing.T) {
 		t.Fatalf("tmp not empty: %d", n)
 	}
 }
+
+// TestUnlink: an unlinked snapshot is gone from the store at once, its files wait in tmp/
+// until the returned removal runs (or the next Open, after a crash); a missing snapshot
+// is no error.
+func TestUnlink(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	s, err := Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Prepare(ctx, "ctr1", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Prepare(ctx, "ctr2", ""); err != nil {
+		t.Fatal(err)
+	}
+	remove1, err := s.Unlink("ctr1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Snapshot("ctr1"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("unlinked snapshot still there: %v", err)
+	}
+	if n, _ := s.TempCount(); n != 1 {
+		t.Fatalf("tmp holds %d, want the unlinked snapshot", n)
+	}
+	if err := remove1(); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := s.TempCount(); n != 0 {
+		t.Fatalf("tmp holds %d after the removal", n)
+	}
+	// A crash between the unlink and the removal: Open deletes the leftover.
+	if _, err := s.Unlink("ctr2"); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = Open(root); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := s.TempCount(); n != 0 {
+		t.Fatalf("tmp holds %d after Open", n)
+	}
+	if remove, err := s.Unlink("nope"); err != nil || remove() != nil {
+		t.Fatalf("missing snapshot: %v", err)
+	}
+}

@@ -24,15 +24,11 @@ func TestBadInput(t *testing.T) {
 		if strings.Join(sorted(got...), ",") != strings.Join(sorted(names...), ",") {
 			c.t.Errorf("containers after a refused create: %q, want %q", got, names)
 		}
-		ents, err := os.ReadDir(filepath.Join(c.d.DataRoot, "containers"))
+		dirs, err := containerDirs(c.d)
 		if err != nil {
 			c.t.Fatal(err)
 		}
-		if len(ents) != len(names) {
-			var dirs []string
-			for _, e := range ents {
-				dirs = append(dirs, e.Name())
-			}
+		if len(dirs) != len(names) {
 			c.t.Errorf("container directories: %q, want %d", dirs, len(names))
 		}
 	}
@@ -184,8 +180,8 @@ func TestDiskFull(t *testing.T) {
 		if got := c.ps("-a", "--format", "{{.Names}}"); strings.Join(got, ",") != "src" {
 			t.Errorf("%s: containers %q, want only src", what, got)
 		}
-		if ents, _ := os.ReadDir(filepath.Join(c.d.DataRoot, "containers")); len(ents) != 1 {
-			t.Errorf("%s: %d container directories, want 1", what, len(ents))
+		if dirs, _ := containerDirs(c.d); len(dirs) != 1 {
+			t.Errorf("%s: container directories %q, want 1", what, dirs)
 		}
 		if got := c.must("images", "-aq", "--no-trunc"); got != images {
 			t.Errorf("%s: images %q, want %q", what, got, images)
@@ -241,4 +237,17 @@ func TestDiskFull(t *testing.T) {
 	c.must("commit", "src", "full:1")
 	want(t, "running the commit", c.must("run", "--rm", "full:1", "sh", "-c", "wc -c < /blob"), "300000")
 	c.must("create", "--name", "full", image, "true")
+}
+
+// containerDirs are the daemon's container directories, without those of removed
+// containers whose files it is still deleting (.removing-<id>).
+func containerDirs(d *berthtest.Daemon) ([]string, error) {
+	ents, err := os.ReadDir(filepath.Join(d.DataRoot, "containers"))
+	var dirs []string
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), ".removing-") {
+			dirs = append(dirs, e.Name())
+		}
+	}
+	return dirs, err
 }
