@@ -81,10 +81,26 @@ func (s *Server) ListContainers(ctx context.Context, req *runtimeapi.ListContain
 			}
 		}
 		out = append(out, &runtimeapi.Container{Id: c.ID, PodSandboxId: c.rec.SandboxID, Metadata: c.rec.ContainerMetadata,
-			Image: &runtimeapi.ImageSpec{Image: c.rec.Image}, ImageRef: c.Record.Image, ImageId: c.Record.Image,
+			Image: s.imageSpec(c.rec), ImageRef: c.Record.Image, ImageId: c.Record.Image,
 			State: containerState(c), CreatedAt: c.Created.UnixNano(), Labels: c.Labels, Annotations: c.rec.Annotations})
 	}
 	return &runtimeapi.ListContainersResponse{Containers: out}, nil
+}
+
+// imageSpec is a container's image as kubelet shows it in the pod's status: the name the
+// pod spec gave (user_specified_image), else the name it was created with, or for an
+// image ID the image's first tag, as containerd answers.
+func (s *Server) imageSpec(rec record) *runtimeapi.ImageSpec {
+	spec := &runtimeapi.ImageSpec{Image: rec.Image, UserSpecifiedImage: rec.UserImage}
+	switch {
+	case rec.UserImage != "":
+		spec.Image = rec.UserImage
+	case strings.HasPrefix(rec.Image, "sha256:"):
+		if im, err := s.d.Images().Resolve(rec.Image); err == nil && len(im.RepoTags) > 0 {
+			spec.Image = im.RepoTags[0]
+		}
+	}
+	return spec
 }
 
 // ContainerStatus reports a container: state, times, exit code (137 and OOMKilled when
@@ -96,7 +112,7 @@ func (s *Server) ContainerStatus(ctx context.Context, req *runtimeapi.ContainerS
 	}
 	st := &runtimeapi.ContainerStatus{
 		Id: c.ID, Metadata: c.rec.ContainerMetadata, State: containerState(c), CreatedAt: c.Created.UnixNano(),
-		Image: &runtimeapi.ImageSpec{Image: c.rec.Image}, ImageRef: c.Record.Image, ImageId: c.Record.Image,
+		Image: s.imageSpec(c.rec), ImageRef: c.Record.Image, ImageId: c.Record.Image,
 		Labels: c.Labels, Annotations: c.rec.Annotations, LogPath: c.rec.LogPath, Mounts: c.rec.Mounts,
 	}
 	if !c.State.StartedAt.IsZero() {

@@ -53,7 +53,7 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 		return nil, err
 	}
 	rec := record{Kind: kindContainer, SandboxID: sb.ID, ContainerMetadata: m, Image: cfg.Image.Image,
-		Annotations: cfg.Annotations, Mounts: cfg.Mounts}
+		UserImage: cfg.Image.UserSpecifiedImage, Annotations: cfg.Annotations, Mounts: cfg.Mounts}
 	logPath := ""
 	if cfg.LogPath != "" && sb.rec.LogDirectory != "" {
 		logPath = filepath.Join(sb.rec.LogDirectory, cfg.LogPath)

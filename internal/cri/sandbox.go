@@ -43,6 +43,9 @@ type record struct {
 	SandboxID         string                        `json:"sandboxID,omitempty"`
 	ContainerMetadata *runtimeapi.ContainerMetadata `json:"containerMetadata,omitempty"`
 	Image             string                        `json:"image,omitempty"`
+	// UserImage is the image as the pod spec names it (kubelet sends the image's ID as
+	// Image, and the name as user_specified_image).
+	UserImage string `json:"userImage,omitempty"`
 	LogPath           string                        `json:"logPath,omitempty"`
 	Mounts            []*runtimeapi.Mount           `json:"mounts,omitempty"`
 

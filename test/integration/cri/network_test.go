@@ -78,9 +78,13 @@ func TestPodNetwork(t *testing.T) {
 	requireRoot(t)
 	opts, n := cniOptions(t)
 	d := berthtest.Start(t, opts)
-	rt, _ := clients(t, d)
+	rt, img := clients(t, d)
 	ctx := ctxT(t)
 	d.Busybox("busybox")
+	is, err := img.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: "busybox"}})
+	if err != nil || is.Image == nil {
+		t.Fatalf("image status: %v %v", is, err)
+	}
 
 	st, err := rt.Status(ctx, &runtimeapi.StatusRequest{})
 	if err != nil {
@@ -114,12 +118,19 @@ func TestPodNetwork(t *testing.T) {
 		t.Errorf("host-local leases %v, want [%s]", l, ip)
 	}
 	cfg := containerConfig("web", "sh", "-c", "mkdir /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www")
+	// As kubelet names the image: its ID, and the pod spec's name as user_specified_image.
+	cfg.Image = &runtimeapi.ImageSpec{Image: is.Image.Id, UserSpecifiedImage: "busybox"}
 	created, err := rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: sb, Config: cfg, SandboxConfig: sbCfg})
 	if err != nil {
 		t.Fatalf("create: %v\n%s", err, d.LogTail(3000))
 	}
 	if _, err := rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: created.ContainerId}); err != nil {
 		t.Fatalf("start: %v\n%s", err, d.LogTail(3000))
+	}
+	// kubelet shows the status' image name in the pod's status: the pod spec's.
+	cs, err := rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: created.ContainerId})
+	if err != nil || cs.Status.Image.GetImage() != "busybox" || cs.Status.ImageId != is.Image.Id {
+		t.Errorf("container status image %v, image ID %q (%v); want busybox, %s", cs.GetStatus().GetImage(), cs.GetStatus().GetImageId(), err, is.Image.Id)
 	}
 	// The pod's own view: eth0 with that address, a default route.
 	ex, err := rt.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: created.ContainerId, Cmd: []string{"sh", "-c", "ip -4 -o addr show eth0; ip route"}})
