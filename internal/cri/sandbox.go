@@ -45,9 +45,9 @@ type record struct {
 	Image             string                        `json:"image,omitempty"`
 	// UserImage is the image as the pod spec names it (kubelet sends the image's ID as
 	// Image, and the name as user_specified_image).
-	UserImage string `json:"userImage,omitempty"`
-	LogPath           string                        `json:"logPath,omitempty"`
-	Mounts            []*runtimeapi.Mount           `json:"mounts,omitempty"`
+	UserImage string              `json:"userImage,omitempty"`
+	LogPath   string              `json:"logPath,omitempty"`
+	Mounts    []*runtimeapi.Mount `json:"mounts,omitempty"`
 
 	Annotations map[string]string `json:"annotations,omitempty"`
 }
