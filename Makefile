@@ -15,8 +15,14 @@ RUNTIMES ?= $(CURDIR)/bin/berth-runtime runc crun
 # vs the direct path), build (full and no-change builds of a multi-stage Dockerfile that
 # compiles C, berthd vs dockerd's classic builder vs podman build) and registry (docker push and
 # pull of the images suite's image through a loopback registry, berthd with berth registry serve
-# vs dockerd with Debian's docker-registry; docs/benchmarks.md).
-BENCH_SUITES ?= runtime images engine network build registry
+# vs dockerd with Debian's docker-registry) and cri (critest's benchmark operations on pods and
+# containers through the CRI, berthd vs Debian's containerd 1.6; docs/benchmarks.md).
+BENCH_SUITES ?= runtime images engine network build registry cri
+# `make bench` (cri) measured iterations (each runs the pod lifecycle, the container lifecycle
+# and the from-scratch start once per engine), and flags (`_output/bench-cri -h`); berthd is
+# built as for the engine suite. Needs containerd and containernetworking-plugins.
+CRI_BENCH_N ?= 20
+CRI_BENCH_FLAGS ?=
 # `make bench` iterations per runtime and lifecycle, and binaries.
 BENCH_N ?= 50
 BENCH_FLAGS ?=
@@ -48,7 +54,7 @@ BERTH ?= $(CURDIR)/bin/berth-runtime
 RUNC ?= runc
 CRUN ?= crun
 
-.PHONY: all build test validate conformance bench main-job runtime-tools clean
+.PHONY: all build test validate conformance critest bench main-job runtime-tools clean
 
 all: build
 
@@ -76,8 +82,9 @@ conformance: build
 ## berth vs podman vs dockerd vs tar, docker run/exec latency and idle shim memory of
 ## berthd vs dockerd vs podman, and HTTP requests/s and TCP throughput through published
 ## ports of berthd vs dockerd vs the direct path, and Dockerfile builds of berthd vs dockerd
-## vs podman, and docker push/pull through a registry of berthd vs dockerd (needs root;
-## BENCH_SUITES=images, engine, network, build or registry runs one of them)
+## vs podman, and docker push/pull through a registry of berthd vs dockerd, and CRI pod and
+## container operations of berthd vs containerd (needs root;
+## BENCH_SUITES=images, engine, network, build, registry or cri runs one of them)
 bench:
 	@mkdir -p _output
 ifneq ($(filter runtime,$(BENCH_SUITES)),)
@@ -109,6 +116,29 @@ ifneq ($(filter registry,$(BENCH_SUITES)),)
 	$(GO) build -o _output/bench-registry ./test/bench/registry
 	_output/bench-registry -n $(REGISTRY_BENCH_N) -bin $(CURDIR)/_output/bench-engine-bin -images-bin $(CURDIR)/_output/bench-images $(REGISTRY_BENCH_FLAGS)
 endif
+ifneq ($(filter cri,$(BENCH_SUITES)),)
+	$(GO) build -trimpath -ldflags "-s -w" -o _output/bench-engine-bin/ ./cmd/berthd ./cmd/berth-shim ./cmd/berth-runtime ./cmd/berth-init
+	$(GO) build -o _output/bench-cri ./test/bench/cri
+	_output/bench-cri -n $(CRI_BENCH_N) -bin $(CURDIR)/_output/bench-engine-bin $(CRI_BENCH_FLAGS)
+endif
+
+## critest: the CRI validation suite (critest, cri-tools v1.36.0) against berthd, offline: stand-ins of
+## its images built from Debian packages and pushed to a loopback `berth registry serve` that berthd
+## mirrors registry.k8s.io, k8s.gcr.io and gcr.io to, in a private network namespace (hack/critest.sh;
+## CRITEST_FLAGS adds critest flags, e.g. CRITEST_FLAGS=-ginkgo.focus=Streaming; needs root)
+critest:
+	hack/critest.sh $(CRITEST_FLAGS)
+
+## kubelet-test: a real kubelet (k8s.io/kubernetes v1.36.3 from the Go module proxy, built into
+## _output/kubelet by hack/build-kubelet.sh, about 4 minutes cold) runs a two-container static pod
+## standalone on berthd's CRI endpoint with CNI networking, and removes it (test/integration/kubelet;
+## needs root; kubelet's log is kept in _output/kubelet/kubelet-test.log)
+.PHONY: kubelet-test
+kubelet-test:
+	@[ "$$(id -u)" = 0 ] || { echo "kubelet-test: run as root" >&2; exit 1; }
+	hack/build-kubelet.sh
+	BERTH_KUBELET=$(CURDIR)/_output/kubelet/bin/kubelet BERTH_KUBELET_LOG=$(CURDIR)/_output/kubelet/kubelet-test.log \
+		$(GO) test -v -count=1 -timeout 15m ./test/integration/kubelet/
 
 ## main-job: busybox httpd in a berth-runtime container, shown with curl
 main-job:
