@@ -165,6 +165,9 @@ func (d *Daemon) load() error {
 			d.log.Error("unreadable container record: skipped", "path", p, "err", err)
 			continue
 		}
+		if m, err := os.ReadFile(filepath.Join(dir, e.Name(), removingMarker)); err == nil {
+			c.State.Removing, c.RemoveVolumes = true, string(m) == "volumes"
+		}
 		c.execs = map[string]*Exec{}
 		d.containers[c.ID] = c
 		d.names[c.Name] = c.ID

@@ -65,11 +65,20 @@ func (d *Daemon) Remove(ctx context.Context, ref string, opts RemoveOptions) err
 	c.State.Removing = true
 	c.State.Status = container.StateRemoving
 	c.RemoveVolumes = opts.Volumes
-	c.save(d)
 	c.notify()
 	c.mu.Unlock()
+	// The removal is marked on disk (cheaper than rewriting the record), so that a start
+	// after a crash in the middle finishes it.
+	marker := []byte{}
+	if opts.Volumes {
+		marker = []byte("volumes")
+	}
+	if err := os.WriteFile(filepath.Join(c.dir(d), removingMarker), marker, 0o600); err != nil {
+		d.log.Warn("mark a removal", "id", c.ID, "err", err)
+	}
 
 	if err := d.teardown(c, opts.Volumes); err != nil {
+		os.Remove(filepath.Join(c.dir(d), removingMarker))
 		c.mu.Lock()
 		c.State.Removing = false
 		c.State.Dead = true
@@ -151,6 +160,10 @@ func (d *Daemon) teardown(c *Container, volumes bool) error {
 	d.later(c, "container directory", func() error { return os.RemoveAll(gone) })
 	return nil
 }
+
+// removingMarker, in a container's directory, says that its removal is under way (the
+// file holds "volumes" for rm -v): load finishes it.
+const removingMarker = "removing"
 
 // removingPrefix names a removed container's directory until its files are deleted.
 const removingPrefix = ".removing-"

@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -129,6 +130,29 @@ func TestRestartHealthAutoRemove(t *testing.T) {
 		c.d.Restart()
 		want(t, "an exit while berthd was down", c.must("wait", "dr-exit"), "7")
 		want(t, "its state", c.status("dr-exit"), "exited")
+	})
+
+	t.Run("InterruptedRemoval", func(t *testing.T) {
+		// berthd killed in the middle of a removal (its marker written, the record not yet
+		// gone): the next start finishes it, anonymous volumes too for rm -v.
+		c := d.on(t)
+		c.rmOnCleanup("half-removed")
+		id := c.must("run", "-d", "--name", "half-removed", "-v", "/anon", image, "sleep", "100000")
+		vol := c.inspect("half-removed", "{{(index .Mounts 0).Name}}")
+		c.must("stop", "-t", "0", "half-removed")
+		c.d.Kill9()
+		writeFile(t, filepath.Join(c.d.DataRoot, "containers", id, "removing"), "volumes")
+		c.d.Restart()
+		c.waitFor("the removal to be finished", func() bool {
+			out, _, _ := c.run("ps", "-aq", "--filter", "name=half-removed")
+			return out == ""
+		})
+		if _, err := os.Stat(filepath.Join(c.d.DataRoot, "containers", id)); !os.IsNotExist(err) {
+			t.Errorf("the container's directory after the finished removal: %v", err)
+		}
+		if out, _, code := c.run("volume", "inspect", vol); code == 0 {
+			t.Errorf("the anonymous volume survived rm -v's finished removal: %s", out)
+		}
 	})
 
 	t.Run("Health", func(t *testing.T) {
