@@ -144,7 +144,7 @@ func (d *Daemon) load() error {
 		}
 		if strings.HasPrefix(e.Name(), removingPrefix) {
 			// A removed container's files that a crash kept from being deleted.
-			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			if err := removeContainerDir(filepath.Join(dir, e.Name())); err != nil {
 				d.log.Warn("remove a removed container's directory", "dir", e.Name(), "err", err)
 			}
 			continue

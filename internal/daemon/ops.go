@@ -124,18 +124,21 @@ func (d *Daemon) teardown(c *Container, volumes bool) error {
 		d.runtime(context.Background(), "delete", "--force", c.ID)
 	}
 	os.RemoveAll(d.shimDir(c))
-	if err := unix.Unmount(c.Rootfs, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("unmount rootfs: %w", err)
+	// The rootfs mount moves with the container's directory (below); one elsewhere is
+	// unmounted now.
+	inDir := filepath.Dir(c.Rootfs) == c.dir(d)
+	if !inDir {
+		if err := unmountRootfs(c.Rootfs); err != nil {
+			return err
+		}
 	}
-	// The rootfs and the container's directory leave the store at once (a rename each)
-	// and their files are deleted after the answer: a crash in between leaves them where
-	// the next start deletes them (the snapshot store's tmp/, a .removing- directory).
+	// The rootfs's snapshot and the container's directory leave the store at once (a
+	// rename each); the rootfs is unmounted and the files deleted after the answer: a
+	// crash in between leaves them where the next start deletes them (the snapshot
+	// store's tmp/, a .removing- directory).
 	removeRootfs, err := d.images.Snaps.Unlink(c.ID)
 	if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return fmt.Errorf("remove rootfs: %w", err)
-	}
-	if removeRootfs != nil {
-		d.later(c, "rootfs", removeRootfs)
 	}
 	if err := d.images.RemoveLease(c.ID); err != nil {
 		return err
@@ -151,13 +154,47 @@ func (d *Daemon) teardown(c *Container, volumes bool) error {
 		}
 	}
 	gone := filepath.Join(d.root, "containers", removingPrefix+c.ID)
-	if err := os.RemoveAll(gone); err != nil {
+	if err := removeContainerDir(gone); err != nil {
+		return err
+	}
+	err = os.Rename(c.dir(d), gone)
+	if errors.Is(err, os.ErrNotExist) && inDir {
+		// Renamed before (a removal interrupted after it): the rootfs may still be mounted.
+		err = unmountRootfs(c.Rootfs)
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove container directory: %w", err)
 	}
-	if err := os.Rename(c.dir(d), gone); err != nil && !errors.Is(err, os.ErrNotExist) {
+	d.later(c, "rootfs and directory", func() error {
+		// The rootfs first: its snapshot's files are deleted once nothing mounts them.
+		if err := removeContainerDir(gone); err != nil {
+			return err
+		}
+		if removeRootfs != nil {
+			return removeRootfs()
+		}
+		return nil
+	})
+	return nil
+}
+
+// unmountRootfs detaches a container's rootfs mount; one not mounted is fine.
+func unmountRootfs(rootfs string) error {
+	if err := unix.Unmount(rootfs, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unmount rootfs: %w", err)
+	}
+	return nil
+}
+
+// removeContainerDir deletes a removed container's directory (.removing-<id>): its rootfs
+// is unmounted first, so that the deletion never walks into the container's files.
+func removeContainerDir(dir string) error {
+	if err := unmountRootfs(filepath.Join(dir, "rootfs")); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("remove container directory: %w", err)
 	}
-	d.later(c, "container directory", func() error { return os.RemoveAll(gone) })
 	return nil
 }
 
