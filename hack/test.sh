@@ -1,7 +1,8 @@
 #!/bin/bash
 # hack/test.sh: the project's test command (README, .ci/run, `make test`).
 #
-# Installs missing dependencies, builds everything, runs `go test -count=1
+# Installs missing dependencies, builds everything (kubelet too, for the kubelet test:
+# hack/build-kubelet.sh), runs `go test -count=1
 # ./...` as root and prints go test's output, then a summary whose last line is
 #   N passed, N failed, N skipped
 # counting every test function including subtests (see hack/testsummary).
@@ -31,6 +32,16 @@ if ! make -s build; then
 fi
 
 export BERTH_TEST_CGROUP_PARENT="berth-test-run-$$"
+
+# The kubelet test (test/integration/kubelet) runs a real kubelet: built here, before
+# the tests, so that its few minutes of compiling do not load the machine under them.
+if hack/build-kubelet.sh >_output/build-kubelet.log 2>&1; then
+	export BERTH_KUBELET="$ROOT/_output/kubelet/bin/kubelet"
+else
+	tail -n 30 _output/build-kubelet.log >&2
+	echo "test.sh: hack/build-kubelet.sh failed: the kubelet test cannot run" >&2
+	status=1
+fi
 
 # /tmp is slow for metadata-heavy work on our VMs (a bundle's 270 symlinks
 # take ~300 ms there, ~5 ms in /var/tmp); give the tests their own TMPDIR.
