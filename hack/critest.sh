@@ -78,7 +78,7 @@ mkdir -p "$work/registry" "$work/cni" "$work/cni-ipam" "$work/tmp" "$OUT"
 
 berthd_pid= registry_pid=
 cleanup() {
-	local status=$? ids mp left=0 d sub
+	local status=$? ids mp left=0
 	set +e
 	trap - EXIT INT TERM
 	if [ -n "$berthd_pid" ]; then
@@ -117,16 +117,7 @@ cleanup() {
 		umount -l "$mp" 2>/dev/null
 	done < <(awk -v w="$work/" 'index($5, w) == 1 { print $5 }' /proc/self/mountinfo | sort -r)
 	# berthd's cgroup parent: the runtime removes each container's cgroup, not the parent.
-	while read -r _mp _fstype _opts own; do
-		d="$own/$CGROUP_PARENT"
-		[ -d "$d" ] || continue
-		while IFS= read -r sub; do
-			echo "critest: LEFTOVER cgroup $sub" >&2
-			rmdir "$sub" 2>/dev/null
-			left=1
-		done < <(find "$d" -mindepth 1 -depth -type d)
-		rmdir "$d" 2>/dev/null || { echo "critest: cannot remove $d" >&2; left=1; }
-	done < <(hack/cgroup-mounts.sh)
+	hack/remove-cgroup-parent.sh "$CGROUP_PARENT" critest || left=1
 	if [ "$status" = 0 ] && [ "$left" = 1 ]; then status=1; fi
 	exit "$status"
 }

@@ -61,16 +61,7 @@ summary=$(tail -n 1 _output/test.log)
 # (see bundle.CgroupParent): a parent unique to this run, so that only our own
 # cgroups are checked and removed. The runtimes remove <id>; anything else
 # left there is a leak.
-while read -r _mp _fstype _opts own; do
-	d="$own/$BERTH_TEST_CGROUP_PARENT"
-	[ -d "$d" ] || continue
-	while IFS= read -r sub; do
-		echo "test.sh: LEFTOVER cgroup $sub" >&2
-		rmdir "$sub" 2>/dev/null
-		status=1
-	done < <(find "$d" -mindepth 1 -depth -type d)
-	rmdir "$d" 2>/dev/null || { echo "test.sh: cannot remove $d" >&2; status=1; }
-done < <(hack/cgroup-mounts.sh)
+hack/remove-cgroup-parent.sh "$BERTH_TEST_CGROUP_PARENT" test.sh || status=1
 
 if [ "$status" != 0 ] && [ "$tstatus" = 0 ]; then
 	# The tests passed but the build or the cleanup check did not.

@@ -29,12 +29,17 @@ const cniIfName = "eth0"
 type podNetwork struct {
 	confDir string
 	cni     *libcni.CNIConfig
+	// attached holds a file per sandbox from before its ADD until its DEL succeeded: a
+	// pod whose ADD was interrupted (a crash before libcni cached it, a stop racing it)
+	// is still torn down, and one torn down is not again.
+	attached string
 }
 
 func newPodNetwork(cfg daemon.Config) *podNetwork {
 	return &podNetwork{
-		confDir: cfg.CNIConfDir,
-		cni:     libcni.NewCNIConfigWithCacheDir(cfg.CNIBinDirs, filepath.Join(cfg.DataRoot, "cni"), nil),
+		confDir:  cfg.CNIConfDir,
+		cni:      libcni.NewCNIConfigWithCacheDir(cfg.CNIBinDirs, filepath.Join(cfg.DataRoot, "cni"), nil),
+		attached: filepath.Join(cfg.DataRoot, "cni", "pods"),
 	}
 }
 
@@ -126,11 +131,19 @@ func runtimeConf(sandboxID, netns string, m *runtimeapi.PodSandboxMetadata, port
 // setUp attaches the pod's namespace to the network (CNI ADD). On failure whatever the
 // plugins made is deleted again.
 func (n *podNetwork) setUp(ctx context.Context, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) error {
+	if err := os.MkdirAll(n.attached, 0o700); err != nil {
+		return fmt.Errorf("cni network %s: %w", list.Name, err)
+	}
+	if err := os.WriteFile(filepath.Join(n.attached, rt.ContainerID), []byte(list.Name), 0o600); err != nil {
+		return fmt.Errorf("cni network %s: %w", list.Name, err)
+	}
 	if _, err := n.cni.AddNetworkList(ctx, list, rt); err != nil {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
 		if derr := n.cni.DelNetworkList(dctx, list, rt); derr != nil {
 			err = fmt.Errorf("%w (and undoing it: %v)", err, derr)
+		} else {
+			os.Remove(filepath.Join(n.attached, rt.ContainerID))
 		}
 		return fmt.Errorf("cni network %s: %w", list.Name, err)
 	}
@@ -138,11 +151,16 @@ func (n *podNetwork) setUp(ctx context.Context, list *libcni.NetworkConfigList, 
 }
 
 // tearDown detaches a pod from the network it was attached to (CNI DEL with the cached
-// config and arguments of its ADD). Nothing cached: it is not attached (never was, or was
-// torn down), which is not an error. netns "" when the namespace is gone: the plugins
-// then release what they keep on the host (addresses, port mappings).
+// config and arguments of its ADD, or, when the ADD never got as far as libcni's cache,
+// the current config if it is still that network). A pod not attached (never was, or
+// torn down already) is no error, and runs no plugin. netns "" when the namespace is
+// gone: the plugins then release what they keep on the host (addresses, port mappings).
 func (n *podNetwork) tearDown(ctx context.Context, network, sandboxID, netns string) error {
 	if network == "" {
+		return nil
+	}
+	mark := filepath.Join(n.attached, sandboxID)
+	if _, err := os.Stat(mark); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	rt := &libcni.RuntimeConf{ContainerID: sandboxID, NetNS: netns, IfName: cniIfName}
@@ -150,16 +168,21 @@ func (n *podNetwork) tearDown(ctx context.Context, network, sandboxID, netns str
 	if err != nil {
 		return fmt.Errorf("cni network %s of %s: %w", network, sandboxID, err)
 	}
-	if b == nil {
+	var list *libcni.NetworkConfigList
+	if b != nil {
+		if list, err = libcni.NetworkConfFromBytes(b); err != nil {
+			return fmt.Errorf("cni network %s of %s: cached config: %w", network, sandboxID, err)
+		}
+		rt = cached
+	} else if list, err = n.config(); err != nil || list.Name != network {
+		// Nothing cached and the network's config is gone: nothing left to run.
+		os.Remove(mark)
 		return nil
 	}
-	list, err := libcni.NetworkConfFromBytes(b)
-	if err != nil {
-		return fmt.Errorf("cni network %s of %s: cached config: %w", network, sandboxID, err)
-	}
-	if err := n.cni.DelNetworkList(ctx, list, cached); err != nil {
+	if err := n.cni.DelNetworkList(ctx, list, rt); err != nil {
 		return fmt.Errorf("cni network %s of %s: %w", network, sandboxID, err)
 	}
+	os.Remove(mark)
 	return nil
 }
 

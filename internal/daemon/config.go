@@ -329,6 +329,12 @@ func checkRegistries(insecure, mirrors []string, hosts map[string][]string) erro
 		if host == "" || strings.Contains(host, "://") || strings.ContainsAny(host, "/ ") || !registryHost.MatchString(host) {
 			return fmt.Errorf("registry-hosts: %q: give the registry as host[:port], without a scheme", host)
 		}
+		if host != strings.ToLower(host) {
+			return fmt.Errorf("registry-hosts: %q: registry hosts are lower case in image names", host)
+		}
+		if host == "index.docker.io" || host == "registry-1.docker.io" {
+			return fmt.Errorf("registry-hosts: %q: Docker Hub's images are named under docker.io; use that key", host)
+		}
 		for _, m := range ms {
 			if _, _, err := registry.ParseMirror(m); err != nil {
 				return fmt.Errorf("registry-hosts: %s: %w", host, err)

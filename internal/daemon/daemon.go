@@ -50,9 +50,14 @@ type Daemon struct {
 	reg     *registry.Client
 
 	// bg tracks goroutines that must end before Close returns (monitors, restarts).
-	bg     sync.WaitGroup
-	ctx    context.Context
-	cancel context.CancelFunc
+	bg sync.WaitGroup
+	// removals are the deletions of removed containers' files after the answer (later);
+	// once closing, later runs them at once.
+	removals   sync.WaitGroup
+	removalsMu sync.Mutex
+	closing    bool
+	ctx        context.Context
+	cancel     context.CancelFunc
 }
 
 // New opens the daemon's stores, loads container records and reconciles them with the
@@ -81,6 +86,9 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	if d.id, err = d.engineID(); err != nil {
 		return nil, err
 	}
+	// Before the image store sweeps the snapshots' tmp/: what removals a crash interrupted
+	// still mount from there is unmounted first.
+	d.sweepRemovals()
 	if d.images, err = image.Open(filepath.Join(cfg.DataRoot, "image"), image.Options{}); err != nil {
 		return nil, err
 	}
@@ -105,6 +113,10 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 func (d *Daemon) Close() error {
 	d.cancel()
 	d.bg.Wait()
+	d.removalsMu.Lock()
+	d.closing = true
+	d.removalsMu.Unlock()
+	d.removals.Wait()
 	d.closeNetworks()
 	return d.images.Close()
 }
@@ -143,11 +155,7 @@ func (d *Daemon) load() error {
 			continue
 		}
 		if strings.HasPrefix(e.Name(), removingPrefix) {
-			// A removed container's files that a crash kept from being deleted.
-			if err := removeContainerDir(filepath.Join(dir, e.Name())); err != nil {
-				d.log.Warn("remove a removed container's directory", "dir", e.Name(), "err", err)
-			}
-			continue
+			continue // sweepRemovals could not delete it (and said why)
 		}
 		p := filepath.Join(dir, e.Name(), "config.v2.json")
 		b, err := os.ReadFile(p)
@@ -173,6 +181,33 @@ func (d *Daemon) load() error {
 		d.names[c.Name] = c.ID
 	}
 	return nil
+}
+
+// sweepRemovals finishes, at start, the file work of removals a crash interrupted: the
+// directories of removed containers (.removing-<id>, their rootfs unmounted first) are
+// deleted, and the rootfs of a container marked as being removed is unmounted (reconcile
+// finishes its removal).
+func (d *Daemon) sweepRemovals() {
+	dir := filepath.Join(d.root, "containers")
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		p := filepath.Join(dir, e.Name())
+		switch {
+		case strings.HasPrefix(e.Name(), removingPrefix):
+			if err := removeContainerDir(p); err != nil {
+				d.log.Warn("remove a removed container's directory", "dir", e.Name(), "err", err)
+			}
+		case fileExists(filepath.Join(p, removingMarker)):
+			if err := unmountRootfs(filepath.Join(p, "rootfs")); err != nil {
+				d.log.Warn("unmount the rootfs of a container being removed", "id", e.Name(), "err", err)
+			}
+		}
+	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
 }
 
 var validName = regexp.MustCompile(`^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)

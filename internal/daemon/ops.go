@@ -140,6 +140,19 @@ func (d *Daemon) teardown(c *Container, volumes bool) error {
 	if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return fmt.Errorf("remove rootfs: %w", err)
 	}
+	scheduled := false
+	defer func() {
+		// A failure below leaves the container (dead) with its record, but its snapshot
+		// is unlinked already: its files go now, the rootfs unmounted first.
+		if !scheduled && removeRootfs != nil {
+			d.later(c, "rootfs", func() error {
+				if err := unmountRootfs(c.Rootfs); err != nil {
+					return err
+				}
+				return removeRootfs()
+			})
+		}
+	}()
 	if err := d.images.RemoveLease(c.ID); err != nil {
 		return err
 	}
@@ -165,6 +178,7 @@ func (d *Daemon) teardown(c *Container, volumes bool) error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove container directory: %w", err)
 	}
+	scheduled = true
 	d.later(c, "rootfs and directory", func() error {
 		// The rootfs first: its snapshot's files are deleted once nothing mounts them.
 		if err := removeContainerDir(gone); err != nil {
@@ -208,11 +222,24 @@ const removingPrefix = ".removing-"
 // later runs a removal of what a removed container left after the request that removed
 // it has been answered; Close waits for it.
 func (d *Daemon) later(c *Container, what string, remove func() error) {
-	d.bg.Go(func() {
+	run := func() {
 		if err := remove(); err != nil {
 			d.log.Warn("remove a removed container's files", "id", c.ID, "what", what, "err", err)
 		}
-	})
+	}
+	d.removalsMu.Lock()
+	if d.closing {
+		// Close is waiting for the removals: this one runs now, not after it.
+		d.removalsMu.Unlock()
+		run()
+		return
+	}
+	d.removals.Add(1)
+	d.removalsMu.Unlock()
+	go func() {
+		defer d.removals.Done()
+		run()
+	}()
 }
 
 // WaitResult is what POST /containers/{id}/wait answers.

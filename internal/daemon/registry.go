@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"slices"
 	"sync"
 
 	"github.com/distribution/reference"
@@ -86,16 +85,29 @@ func (d *Daemon) Pull(ctx context.Context, ref string, auth AuthLookup, out io.W
 func (d *Daemon) PullImage(ctx context.Context, ref reference.Named, creds *registrytypes.AuthConfig, progress func(image.PullProgress)) (*image.Pulled, error) {
 	c := d.Registry()
 	var sources []*registry.Repository
-	mirrors := d.cfg.RegistryHosts[reference.Domain(ref)]
-	if reference.Domain(ref) == registry.DockerHubDomain {
-		mirrors = append(slices.Clip(mirrors), d.cfg.RegistryMirrors...)
-	}
-	for _, m := range mirrors {
-		repo, err := c.Mirror(m, ref, creds)
+	for _, m := range d.cfg.RegistryHosts[reference.Domain(ref)] {
+		// The registry's credentials go to a mirror only when they name it: a mirror of
+		// another host must not see them (as containerd).
+		var mcreds *registrytypes.AuthConfig
+		if u, _, err := registry.ParseMirror(m); err == nil && creds != nil && creds.ServerAddress != "" &&
+			registry.LoginHost(creds.ServerAddress) == registry.Host(u.Host) {
+			mcreds = creds
+		}
+		repo, err := c.Mirror(m, ref, mcreds)
 		if err != nil {
 			return nil, err
 		}
 		sources = append(sources, repo)
+	}
+	if reference.Domain(ref) == registry.DockerHubDomain {
+		// dockerd's registry-mirrors get Docker Hub's credentials.
+		for _, m := range d.cfg.RegistryMirrors {
+			repo, err := c.Mirror(m, ref, creds)
+			if err != nil {
+				return nil, err
+			}
+			sources = append(sources, repo)
+		}
 	}
 	sources = append(sources, c.Repository(ref, creds))
 	var res *image.Pulled

@@ -42,7 +42,8 @@ func Validate(cfg *container.Config, hc *container.HostConfig, si *SysInfo) erro
 // image's config is folded in: an image's EXPOSE is no conflict) against a network mode
 // container:<id>.
 func ExposeConflict(cfg *container.Config, hc *container.HostConfig) error {
-	if hc != nil && hc.NetworkMode.IsContainer() && len(cfg.ExposedPorts) > 0 {
+	// A malformed mode (no container named) is Validate's to report, as dockerd does first.
+	if hc != nil && hc.NetworkMode.IsContainer() && hc.NetworkMode.ConnectedContainer() != "" && len(cfg.ExposedPorts) > 0 {
 		return errdefs.Invalid("conflicting options: port exposing and the container type network mode")
 	}
 	return nil

@@ -348,10 +348,11 @@ func (s *Store) Remove(key string) error {
 	return s.removeDir(d)
 }
 
-// Unlink removes an active snapshot (it must not be mounted) from the store
-// at once, by one rename into tmp/, and returns the removal of its files,
-// for the caller to run when it suits it (after answering a request): a
-// crash before then leaves them in tmp/, which Open removes. A missing
+// Unlink removes an active snapshot from the store at once, by one rename
+// into tmp/ (a mount of it keeps working), and returns the removal of its
+// files, for the caller to run when it suits it (after answering a request,
+// and after unmounting it): a crash before then leaves them in tmp/, which
+// Open removes. A missing
 // snapshot is not an error (the removal then does nothing).
 func (s *Store) Unlink(key string) (func() error, error) {
 	d, err := s.activeDir(key)

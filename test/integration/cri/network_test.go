@@ -219,6 +219,29 @@ func TestPodNetwork(t *testing.T) {
 	if _, err := rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sb}); err != nil {
 		t.Errorf("remove: %v", err)
 	}
+
+	// An ADD that never reached libcni's cache (berthd killed after the plugins ran): the
+	// stop still runs DEL, with the network's current config.
+	run, err = rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: sandboxConfig("uncached")})
+	if err != nil {
+		t.Fatalf("run sandbox: %v\n%s", err, d.LogTail(3000))
+	}
+	cached, _ := filepath.Glob(filepath.Join(d.DataRoot, "cni", "results", "*"+run.PodSandboxId+"*"))
+	if len(cached) == 0 || len(n.leases()) != 1 {
+		t.Fatalf("cache %v, leases %v", cached, n.leases())
+	}
+	for _, f := range cached {
+		os.Remove(f)
+	}
+	if _, err := rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: run.PodSandboxId}); err != nil {
+		t.Fatalf("stop: %v\n%s", err, d.LogTail(3000))
+	}
+	if l := n.leases(); len(l) != 0 {
+		t.Errorf("leases after the stop of a pod whose ADD was not cached: %v", l)
+	}
+	if v := veths(); len(v) != 0 {
+		t.Errorf("veths after the stop of a pod whose ADD was not cached: %v", v)
+	}
 }
 
 // TestNoPodNetwork: without a CNI config the network is not ready (kubelet then runs only

@@ -243,26 +243,24 @@ func newKubeletAPI(nsPath string) *kubeletAPI {
 }
 
 func (k *kubeletAPI) get(url string) (string, error) {
-	resp, err := k.c.Get(url)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return string(b), fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(b)))
-	}
-	return string(b), nil
+	return k.do(http.MethodGet, url, "GET "+url)
 }
 
 // run runs a command in a container through kubelet's /run endpoint (ExecSync of the
 // runtime; kubelet splits cmd at spaces): the output, or an error with it.
 func (k *kubeletAPI) run(ns, pod, container, cmd string) (string, error) {
 	u := fmt.Sprintf("https://127.0.0.1:10250/run/%s/%s/%s?cmd=%s", ns, pod, container, url.QueryEscape(cmd))
-	resp, err := k.c.Post(u, "", nil)
+	return k.do(http.MethodPost, u, fmt.Sprintf("POST /run/%s/%s/%s %q", ns, pod, container, cmd))
+}
+
+// do sends a request without a body: the answer's body, or an error naming what (with
+// the body) when the status is not 200.
+func (k *kubeletAPI) do(method, u, what string) (string, error) {
+	req, err := http.NewRequest(method, u, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := k.c.Do(req)
 	if err != nil {
 		return "", err
 	}
@@ -272,7 +270,7 @@ func (k *kubeletAPI) run(ns, pod, container, cmd string) (string, error) {
 		return "", err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return string(b), fmt.Errorf("POST /run/%s/%s/%s %q: %s: %s", ns, pod, container, cmd, resp.Status, strings.TrimSpace(string(b)))
+		return string(b), fmt.Errorf("%s: %s: %s", what, resp.Status, strings.TrimSpace(string(b)))
 	}
 	return string(b), nil
 }

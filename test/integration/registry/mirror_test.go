@@ -19,20 +19,7 @@ func TestRegistryMirror(t *testing.T) {
 	}
 	const mirror = "127.0.0.1:5006"
 	d := berthtest.Start(t, berthtest.Options{DaemonJSON: `"registry-mirrors": ["http://` + mirror + `"]`})
-	cmd := d.HostCmd(context.Background(), berthBinary(t), "registry", "serve", "--addr", mirror, "--root", t.TempDir())
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() }) // our own child, by PID
-	for i := 0; ; i++ {
-		if _, code := d.Host(2*time.Second, "curl", "-sf", "http://"+mirror+"/v2/"); code == 0 {
-			break
-		}
-		if i > 100 {
-			t.Fatal("berth registry serve did not start")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	serveMirror(t, d, mirror)
 	d.Busybox(mirror + "/library/mirrored:v1")
 	d.Must("push", mirror+"/library/mirrored:v1")
 	d.Must("rmi", mirror+"/library/mirrored:v1")
@@ -60,20 +47,7 @@ func TestRegistryHosts(t *testing.T) {
 	}
 	const mirror = "127.0.0.1:5007"
 	d := berthtest.Start(t, berthtest.Options{DaemonJSON: `"registry-hosts": {"registry.k8s.io": ["http://` + mirror + `/v2/empty", "http://` + mirror + `/v2/registry.k8s.io"]}`})
-	cmd := d.HostCmd(context.Background(), berthBinary(t), "registry", "serve", "--addr", mirror, "--root", t.TempDir())
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() }) // our own child, by PID
-	for i := 0; ; i++ {
-		if _, code := d.Host(2*time.Second, "curl", "-sf", "http://"+mirror+"/v2/"); code == 0 {
-			break
-		}
-		if i > 100 {
-			t.Fatal("berth registry serve did not start")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	serveMirror(t, d, mirror)
 	pushed := mirror + "/registry.k8s.io/e2e-test-images/busybox:1.29-2"
 	d.Busybox(pushed)
 	d.Must("push", pushed)
@@ -89,5 +63,24 @@ func TestRegistryHosts(t *testing.T) {
 	// Not on any mirror, and the registry itself is unreachable: the pull fails, naming it.
 	if _, stderr, code := d.Docker("pull", "registry.k8s.io/pause:3.9"); code == 0 || !strings.Contains(stderr, "registry.k8s.io") {
 		t.Errorf("pull of a missing image: exit %d, %s", code, stderr)
+	}
+}
+
+// serveMirror runs berth's registry at addr in berthd's network namespace.
+func serveMirror(t *testing.T, d *berthtest.Daemon, addr string) {
+	t.Helper()
+	cmd := d.HostCmd(context.Background(), berthBinary(t), "registry", "serve", "--addr", addr, "--root", t.TempDir())
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() }) // our own child, by PID
+	for i := 0; ; i++ {
+		if _, code := d.Host(2*time.Second, "curl", "-sf", "http://"+addr+"/v2/"); code == 0 {
+			return
+		}
+		if i > 100 {
+			t.Fatal("berth registry serve did not start")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
