@@ -137,8 +137,12 @@ critest:
 kubelet-test:
 	@[ "$$(id -u)" = 0 ] || { echo "kubelet-test: run as root" >&2; exit 1; }
 	hack/build-kubelet.sh
-	BERTH_KUBELET=$(CURDIR)/_output/kubelet/bin/kubelet BERTH_KUBELET_LOG=$(CURDIR)/_output/kubelet/kubelet-test.log \
-		$(GO) test -v -count=1 -timeout 15m ./test/integration/kubelet/
+	@# The test's berthd puts its cgroups under a parent of this run's own, removed afterwards.
+	parent=berth-kubelet-test-$$$$; \
+	BERTH_TEST_CGROUP_PARENT=$$parent BERTH_KUBELET=$(CURDIR)/_output/kubelet/bin/kubelet \
+		BERTH_KUBELET_LOG=$(CURDIR)/_output/kubelet/kubelet-test.log \
+		$(GO) test -v -count=1 -timeout 15m ./test/integration/kubelet/; status=$$?; \
+	hack/remove-cgroup-parent.sh $$parent kubelet-test || status=1; exit $$status
 
 ## main-job: busybox httpd in a berth-runtime container, shown with curl
 main-job:
