@@ -33,15 +33,8 @@ built() {
 }
 
 build_tools() {
-	local tmpmod dir ldflags
-	tmpmod=$(mktemp -d /var/tmp/berth-crimod.XXXXXX)
-	dir=$(cd "$tmpmod" && go mod download -json "$MOD@$VER" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-	rm -rf "$tmpmod"
-	[ -d "$dir" ] || { echo "build-cri-tools: cannot download $MOD@$VER" >&2; return 1; }
-	rm -rf "$DST"
-	mkdir -p "$(dirname "$DST")"
-	cp -r "$dir" "$DST"
-	chmod -R u+w "$DST"
+	local ldflags
+	"$ROOT/hack/fetch-module.sh" "$MOD@$VER" "$DST" || return 1
 	mkdir -p "$BIN"
 	ldflags="-X $MOD/pkg/version.Version=${VER#v}"
 	echo "build-cri-tools: building crictl, critest and ginkgo for $MOD@$VER in $DST" >&2

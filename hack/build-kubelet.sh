@@ -36,16 +36,9 @@ built() {
 }
 
 build_kubelet() {
-	local tmpmod dir start staging reqs m ldflags
+	local start staging reqs m ldflags
 	start=$(date +%s)
-	tmpmod=$(mktemp -d /var/tmp/berth-kubeletmod.XXXXXX)
-	dir=$(cd "$tmpmod" && go mod download -json "$MOD@$VER" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-	rm -rf "$tmpmod"
-	[ -d "$dir" ] || { echo "build-kubelet: cannot download $MOD@$VER" >&2; return 1; }
-	rm -rf "$DST"
-	mkdir -p "$(dirname "$DST")"
-	cp -r "$dir" "$DST"
-	chmod -R u+w "$DST"
+	"$ROOT/hack/fetch-module.sh" "$MOD@$VER" "$DST" || return 1
 	mkdir -p "$BIN"
 	(
 		cd "$DST"

@@ -21,15 +21,7 @@ if [ -x "$DST/runtimetest" ] && [ -f "$DST/.built-$VER" ]; then
 	fi
 fi
 
-tmpmod=$(mktemp -d)
-trap 'rm -rf "$tmpmod"' EXIT
-dir=$(cd "$tmpmod" && go mod download -json "$MOD@$VER" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-[ -d "$dir" ] || { echo "build-runtime-tools: cannot download $MOD@$VER" >&2; exit 1; }
-
-rm -rf "$DST"
-mkdir -p "$(dirname "$DST")"
-cp -r "$dir" "$DST"
-chmod -R u+w "$DST"
+"$ROOT/hack/fetch-module.sh" "$MOD@$VER" "$DST"
 cd "$DST"
 # Go 1.26: go.mod says "go 1.16", so with vendor/modules.txt present the go
 # command would default to -mod=vendor; drop the stub vendor dir instead.

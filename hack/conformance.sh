@@ -33,16 +33,7 @@ build_suite() {
 	if [ -x "$DST/conformance.test" ] && [ -f "$DST/.built-$VER" ]; then
 		return 0
 	fi
-	local tmpmod dir
-	tmpmod=$(mktemp -d /var/tmp/berth-confmod.XXXXXX)
-	dir=$(cd "$tmpmod" && GOFLAGS=-mod=mod GONOSUMDB="$MOD" GOTOOLCHAIN=local \
-		go mod download -json "$MOD@$VER" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-	rm -rf "$tmpmod"
-	[ -d "$dir" ] || { echo "conformance: cannot download $MOD@$VER" >&2; return 1; }
-	rm -rf "$DST"
-	mkdir -p "$(dirname "$DST")"
-	cp -r "$dir" "$DST"
-	chmod -R u+w "$DST"
+	GOFLAGS=-mod=mod GONOSUMDB="$MOD" GOTOOLCHAIN=local "$ROOT/hack/fetch-module.sh" "$MOD@$VER" "$DST" || return 1
 	echo "conformance: building $MOD@$VER in $DST" >&2
 	(cd "$DST" && GOFLAGS=-mod=mod GOTOOLCHAIN=local go test -c -o conformance.test .)
 	touch "$DST/.built-$VER"
