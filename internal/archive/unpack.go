@@ -57,6 +57,15 @@ type UnpackOptions struct {
 	// blob). If r turns out to be uncompressed that is the diff ID, and
 	// Unpack does not hash the stream again.
 	Digest digest.Digest
+	// Prehashed says the caller hashes r as given itself (a blob stored
+	// while it is unpacked): if r turns out to be uncompressed, that digest
+	// is the diff ID, so Unpack does not hash the stream and leaves
+	// UnpackStats.DiffID empty.
+	Prehashed bool
+	// InMemory says r hands out data that is read already (a queue of
+	// chunks in memory): Unpack reads it on the calling goroutine, with no
+	// read-ahead goroutine copying it once more.
+	InMemory bool
 	// AnySymlinkTarget keeps symbolic links whose relative targets climb out of dir (a
 	// build context's, or what a build copies into an image): they are data, and Unpack
 	// still resolves every path it writes inside dir. Layers are unpacked without it.
@@ -68,8 +77,11 @@ type UnpackStats struct {
 	Entries int   // tar entries read, whiteouts and skipped ones included
 	Bytes   int64 // sum of the sizes of the regular files written
 	// DiffID is the sha256 of the uncompressed tar stream, end-of-archive
-	// padding included: the layer's OCI diff_id.
+	// padding included: the layer's OCI diff_id. Empty when
+	// UnpackOptions.Prehashed left it to the caller.
 	DiffID digest.Digest
+	// Compression is what r was compressed with.
+	Compression Compression
 }
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
@@ -112,13 +124,24 @@ func Unpack(ctx context.Context, r io.Reader, dir string, opts UnpackOptions) (U
 		u.written = make(map[string]struct{})
 	}
 
+	u.stats.Compression = comp
+
 	h := sha256.New()
 	var hashTo io.Writer = h
-	if opts.Digest != "" && comp == Uncompressed {
+	if (opts.Digest != "" || opts.Prehashed) && comp == Uncompressed {
 		hashTo = io.Discard
 	}
-	stream := newReadAhead(rc, hashTo)
-	defer stream.Close() // before rc.Close
+	var stream io.Reader
+	if opts.InMemory {
+		stream = rc
+		if hashTo != io.Discard {
+			stream = io.TeeReader(rc, hashTo)
+		}
+	} else {
+		ra := newReadAhead(rc, hashTo)
+		defer ra.Close() // before rc.Close
+		stream = ra
+	}
 	tr := tar.NewReader(stream)
 	last := ""
 	for {

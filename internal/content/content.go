@@ -21,6 +21,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
+	"unsafe"
 
 	"berth/internal/errdefs"
 
@@ -192,8 +194,23 @@ type Writer struct {
 	f    *os.File
 	h    hash.Hash
 	size int64
-	done bool
+	// queued is how much of the file has been handed to writeback.
+	queued int64
+	// direct, when set, is the file opened once more with O_DIRECT, for
+	// the aligned parts of large writes (Direct).
+	direct *os.File
+	// aq queues WriteVec's direct writes to writeBehind, which closes
+	// aexit when done; aerr is its first failure.
+	aq    chan pendingWrite
+	aexit chan struct{}
+	amu   sync.Mutex
+	aerr  error
+	done  bool
 }
+
+// writebackStep is how much a Writer lets become dirty before it starts
+// writing it back, so that Commit's fsync finds little left to do.
+const writebackStep = 8 << 20
 
 // Writer starts a new blob in ingest/.
 func (s *Store) Writer(ctx context.Context) (*Writer, error) {
@@ -211,14 +228,197 @@ func (s *Store) Writer(ctx context.Context) (*Writer, error) {
 	return &Writer{s: s, f: f, h: digest.SHA256.Hash()}, nil
 }
 
+// Direct has the writer write large aligned pieces past the page cache
+// (O_DIRECT), which saves copying them and writing them back later: for
+// large blobs whose data the caller has in memory once anyway. Where the
+// file system refuses O_DIRECT, writes stay buffered.
+func (w *Writer) Direct() {
+	if w.direct != nil {
+		return
+	}
+	f, err := os.OpenFile(w.f.Name(), os.O_WRONLY|unix.O_DIRECT, 0)
+	if err == nil {
+		w.direct = f
+	}
+}
+
+// directAlign is the alignment O_DIRECT needs of offsets, lengths and
+// buffers (the largest logical block size in use).
+const directAlign = 4096
+
 func (w *Writer) Write(p []byte) (int, error) {
-	n, err := w.f.Write(p)
+	if w.aq != nil {
+		// Writes are at the end: after those WriteVec left pending.
+		if err := w.waitAsync(); err != nil {
+			return 0, err
+		}
+	}
+	n, err := w.write(p)
 	w.h.Write(p[:n])
 	w.size += int64(n)
 	if err != nil {
 		return n, fmt.Errorf("write content: %w", err)
 	}
+	if w.size-w.queued >= writebackStep {
+		// Start writing back what is written (asynchronously; errors
+		// show at Commit's fsync).
+		unix.SyncFileRange(int(w.f.Fd()), w.queued, w.size-w.queued, unix.SYNC_FILE_RANGE_WRITE)
+		w.queued = w.size
+	}
 	return n, nil
+}
+
+// WriteVec writes bufs in order, as Write does each. With Direct, a run of
+// aligned buffers is hashed at once and goes to the disk in one request on
+// the writer's own goroutine, while the caller goes on; done is called
+// once the buffers are no longer used (at once when nothing is left
+// pending). A failure of such a write is returned by a later call, Commit
+// or Close.
+func (w *Writer) WriteVec(bufs [][]byte, done func()) error {
+	if err := w.asyncErr(); err != nil {
+		done()
+		return err
+	}
+	run := 0
+	if w.direct != nil && w.size%directAlign == 0 {
+		for run < len(bufs) && aligned(bufs[run]) {
+			run++
+		}
+	}
+	if run == 0 {
+		defer done()
+		for _, b := range bufs {
+			if _, err := w.Write(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if len(bufs) > run {
+		// A run and an unaligned rest: the end of the blob, written in
+		// order, here.
+		defer done()
+		if err := w.waitAsync(); err != nil {
+			return err
+		}
+		if err := w.writeRun(bufs[:run], w.size); err != nil {
+			return fmt.Errorf("write content: %w", err)
+		}
+		for _, b := range bufs[:run] {
+			w.h.Write(b)
+			w.size += int64(len(b))
+		}
+		for _, b := range bufs[run:] {
+			if _, err := w.Write(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if w.aq == nil {
+		w.aq, w.aexit = make(chan pendingWrite, 4), make(chan struct{})
+		go w.writeBehind()
+	}
+	off := w.size
+	for _, b := range bufs {
+		w.h.Write(b)
+		w.size += int64(len(b))
+	}
+	w.aq <- pendingWrite{bufs: bufs, off: off, done: done}
+	return nil
+}
+
+// pendingWrite is a run of aligned buffers for writeBehind.
+type pendingWrite struct {
+	bufs [][]byte
+	off  int64
+	done func()
+}
+
+// writeBehind writes what WriteVec queued, in order, with O_DIRECT (or
+// buffered where the file system refuses it).
+func (w *Writer) writeBehind() {
+	defer close(w.aexit)
+	for p := range w.aq {
+		if w.asyncErr() == nil {
+			if err := w.writeRun(p.bufs, p.off); err != nil {
+				w.amu.Lock()
+				w.aerr = fmt.Errorf("write content: %w", err)
+				w.amu.Unlock()
+			}
+		}
+		p.done()
+	}
+}
+
+func (w *Writer) writeRun(bufs [][]byte, off int64) error {
+	if w.direct != nil {
+		n, err := unix.Pwritev(int(w.direct.Fd()), bufs, off)
+		if !errors.Is(err, unix.EINVAL) || n != 0 {
+			if err == nil && n != vecLen(bufs) {
+				err = io.ErrShortWrite
+			}
+			return err
+		}
+		// O_DIRECT is not for this file system after all: buffered.
+	}
+	for _, b := range bufs {
+		if _, err := w.f.WriteAt(b, off); err != nil {
+			return err
+		}
+		off += int64(len(b))
+	}
+	return nil
+}
+
+func vecLen(bufs [][]byte) int {
+	n := 0
+	for _, b := range bufs {
+		n += len(b)
+	}
+	return n
+}
+
+func (w *Writer) asyncErr() error {
+	w.amu.Lock()
+	defer w.amu.Unlock()
+	return w.aerr
+}
+
+// waitAsync waits for the writes WriteVec left pending.
+func (w *Writer) waitAsync() error {
+	if w.aq != nil {
+		close(w.aq)
+		<-w.aexit
+		w.aq = nil
+	}
+	return w.asyncErr()
+}
+
+// aligned says whether O_DIRECT can write b whole.
+func aligned(b []byte) bool {
+	return len(b) > 0 && len(b)%directAlign == 0 && uintptr(unsafe.Pointer(&b[0]))%directAlign == 0
+}
+
+// write writes p at the end of the file: its aligned part with O_DIRECT
+// when Direct is on and the offset and buffer allow, the rest buffered.
+func (w *Writer) write(p []byte) (int, error) {
+	if w.direct == nil || w.size%directAlign != 0 || len(p) < directAlign || uintptr(unsafe.Pointer(&p[0]))%directAlign != 0 {
+		return w.f.WriteAt(p, w.size)
+	}
+	aligned := len(p) &^ (directAlign - 1)
+	n, err := w.direct.WriteAt(p[:aligned], w.size)
+	if errors.Is(err, unix.EINVAL) && n == 0 {
+		// Not for this file system after all.
+		w.direct.Close()
+		w.direct = nil
+		return w.f.WriteAt(p, w.size)
+	}
+	if err != nil || aligned == len(p) {
+		return n, err
+	}
+	m, err := w.f.WriteAt(p[aligned:], w.size+int64(aligned))
+	return n + m, err
 }
 
 // ReadFrom copies r into the blob with a large buffer.
@@ -256,6 +456,9 @@ func (w *Writer) Commit(expected digest.Digest, size int64) (Info, error) {
 		return Info{}, errors.New("content writer already closed")
 	}
 	defer w.Close()
+	if err := w.waitAsync(); err != nil {
+		return Info{}, err
+	}
 	got := w.Digest()
 	if size >= 0 && w.size != size {
 		return Info{}, errdefs.Corrupt("content %s: got %d bytes, expected %d", expected, w.size, size)
@@ -280,6 +483,7 @@ func (w *Writer) Commit(expected digest.Digest, size int64) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
+	w.closeDirect()
 	if err := w.f.Sync(); err != nil {
 		return Info{}, fmt.Errorf("content %s: sync: %w", got, err)
 	}
@@ -311,8 +515,17 @@ func (w *Writer) Close() error {
 		return nil
 	}
 	w.done = true
+	w.waitAsync()
+	w.closeDirect()
 	w.f.Close()
 	return os.Remove(w.f.Name())
+}
+
+func (w *Writer) closeDirect() {
+	if w.direct != nil {
+		w.direct.Close()
+		w.direct = nil
+	}
 }
 
 // Sync makes renames into blobs/ durable (one fsync of the directory, for

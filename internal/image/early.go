@@ -4,43 +4,63 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"berth/internal/archive"
+	"berth/internal/content"
 	"berth/internal/snapshot"
 
 	"github.com/opencontainers/go-digest"
 )
 
-// early unpacks layer blobs while a load is still reading the archive.
-// Which blobs are layers, and in which image, is known only from
-// manifest.json or index.json, which come last in docker's archives; so
-// every new blob that looks like a tar stream is unpacked as soon as it is
-// stored, on the CPUs the archive reading leaves idle, and the result is
-// used when the image's layers are unpacked (op.unpack) or dropped.
+// early unpacks layer blobs while they arrive, before the operation knows
+// which blobs are layers of which image: a load learns that from
+// manifest.json or index.json, which come last in docker's archives, and a
+// pull unpacks each layer as it downloads. Every entry of a loaded archive
+// that looks like a tar stream is stored and unpacked at once, on a
+// goroutine of its own (stream); op.unpack takes the results over (take)
+// and close drops the rest.
 type early struct {
-	s       *Store
-	ctx     context.Context
-	cancel  context.CancelFunc
-	sem     chan struct{}
-	wg      sync.WaitGroup
-	mu      sync.Mutex
+	s      *Store
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	// results are the unpacked blobs by digest, for take.
 	results map[digest.Digest]*earlyResult
+	// all are the results made, taken or not, for close.
+	all []*earlyResult
+	// streams are the archive entries being stored and unpacked, in
+	// archive order, until finish names their blobs.
+	streams []*stream
 	// present holds the diff IDs of the layers already unpacked: an
 	// uncompressed blob with one of them as digest is not unpacked again.
 	present map[digest.Digest]bool
+	// free are the chunks that archive entries are read into; at most
+	// maxChunks exist (made) at a time, so reading the archive waits when
+	// unpacking is that far behind.
+	free chan *chunk
+	made int
 }
+
+const (
+	chunkSize = 1 << 20
+	maxChunks = 128
+	// writeBatch is how many chunks a blob write takes at most.
+	writeBatch = 8
+)
 
 type earlyResult struct {
 	done    chan struct{}
 	staging *snapshot.Staging
 	stats   archive.UnpackStats
 	err     error
+	taken   bool
 }
 
 func newEarly(ctx context.Context, s *Store) *early {
-	e := &early{s: s, sem: make(chan struct{}, runtime.GOMAXPROCS(0)), results: map[digest.Digest]*earlyResult{}, present: map[digest.Digest]bool{}}
+	e := &early{s: s, results: map[digest.Digest]*earlyResult{}, present: map[digest.Digest]bool{}, free: make(chan *chunk, maxChunks)}
 	e.ctx, e.cancel = context.WithCancel(ctx)
 	if ls, err := s.Snaps.Layers(); err == nil {
 		for _, l := range ls {
@@ -59,49 +79,262 @@ func looksLikeLayer(head []byte) bool {
 	return len(head) >= 262 && bytes.Equal(head[257:262], []byte("ustar"))
 }
 
-// start unpacks the stored blob d in the background if it looks like a
-// layer that is not unpacked yet.
-func (e *early) start(d digest.Digest) {
-	if e == nil || e.present[d] {
-		return
-	}
-	f, err := e.s.Content.Open(d)
-	if err != nil {
-		return
-	}
-	head := make([]byte, 512)
-	n, _ := io.ReadFull(f, head)
-	if !looksLikeLayer(head[:n]) {
-		f.Close()
-		return
-	}
-	f.Seek(0, io.SeekStart)
-	r := &earlyResult{done: make(chan struct{})}
+// add makes r the early unpacking of blob d, for take.
+func (e *early) add(d digest.Digest, r *earlyResult) {
 	e.mu.Lock()
-	if _, dup := e.results[d]; dup {
-		e.mu.Unlock()
-		f.Close()
-		return
+	defer e.mu.Unlock()
+	e.all = append(e.all, r)
+	if _, dup := e.results[d]; !dup {
+		e.results[d] = r
 	}
-	e.results[d] = r
+}
+
+// chunk is a piece of an archive entry, read once and used by two
+// goroutines (the blob writer and the unpacking), released to the pool when
+// both are done with it.
+type chunk struct {
+	b    []byte // the data read
+	refs atomic.Int32
+}
+
+// chunk returns a free chunk to read into (c.b has chunkSize bytes),
+// waiting for one when maxChunks are in use.
+func (e *early) chunk(ctx context.Context) (*chunk, error) {
+	select {
+	case c := <-e.free:
+		return c, nil
+	default:
+	}
+	e.mu.Lock()
+	if e.made < maxChunks {
+		e.made++
+		e.mu.Unlock()
+		return &chunk{b: make([]byte, chunkSize)}, nil
+	}
+	e.mu.Unlock()
+	select {
+	case c := <-e.free:
+		return c, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// release drops one use of a chunk; the last returns it to the pool.
+func (e *early) release(c *chunk) {
+	if c.refs.Add(-1) <= 0 {
+		c.b = c.b[:cap(c.b)]
+		e.free <- c
+	}
+}
+
+// stream is one archive entry stored as a blob and unpacked at the same
+// time: the goroutine reading the archive queues the entry's chunks twice,
+// to a goroutine that hashes them and writes the blob and to one that
+// unpacks them.
+type stream struct {
+	name string
+	// q is for the unpacking, bq for the blob; both are closed at the
+	// entry's end, after qerr says why it ended early.
+	q, bq chan *chunk
+	qerr  error
+	done  chan struct{}
+	// blob and err are the stored blob, or why storing it failed; set
+	// before done is closed.
+	blob   digest.Digest
+	err    error
+	result *earlyResult
+}
+
+// stream starts storing and unpacking the archive entry name, of size
+// bytes, whose first chunk is first; expected, when known, is its digest.
+// The caller queues the rest (queue) and ends with end.
+func (o *op) stream(ctx context.Context, name string, expected digest.Digest, size int64, first *chunk) (*stream, error) {
+	e := o.early
+	w, err := o.s.Content.Writer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	staging, err := o.s.Snaps.NewLayer(ctx)
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	st := &stream{name: name, q: make(chan *chunk, maxChunks+1), bq: make(chan *chunk, maxChunks+1), done: make(chan struct{}),
+		result: &earlyResult{done: make(chan struct{}), staging: staging}}
+	st.queue(first)
+	e.mu.Lock()
+	e.streams = append(e.streams, st)
+	e.all = append(e.all, st.result)
 	e.mu.Unlock()
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		defer close(r.done)
-		defer f.Close()
-		select {
-		case e.sem <- struct{}{}:
-		case <-e.ctx.Done():
-			r.err = e.ctx.Err()
-			return
+		defer close(st.done)
+		r := st.result
+		stored := make(chan struct{})
+		go func() {
+			defer close(stored)
+			st.blob, st.err = o.storeStream(e, st, w, expected, size)
+		}()
+		f := &feed{e: e, q: st.q, qerr: &st.qerr}
+		r.stats, r.err = archive.Unpack(e.ctx, f, staging.Dir, archive.UnpackOptions{Prehashed: true, InMemory: true})
+		// A failed unpack (of something that is not a layer after all,
+		// perhaps) leaves chunks the blob still takes.
+		f.drain()
+		<-stored
+		if r.err == nil && r.stats.DiffID == "" && st.err == nil {
+			// Uncompressed: the blob is the tar stream.
+			r.stats.DiffID = st.blob
 		}
-		defer func() { <-e.sem }()
-		if r.staging, r.err = e.s.Snaps.NewLayer(e.ctx); r.err != nil {
-			return
-		}
-		r.stats, r.err = archive.Unpack(e.ctx, f, r.staging.Dir, archive.UnpackOptions{Digest: d})
+		close(r.done)
 	}()
+	return st, nil
+}
+
+// storeStream writes the chunks of st.bq to the blob and commits it.
+func (o *op) storeStream(e *early, st *stream, w *content.Writer, expected digest.Digest, size int64) (digest.Digest, error) {
+	defer w.Close()
+	if size >= 4*chunkSize {
+		w.Direct()
+	}
+	var err error
+	var batch []*chunk
+	var bufs [][]byte
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		cs := batch
+		release := func() {
+			for _, c := range cs {
+				e.release(c)
+			}
+		}
+		if err == nil {
+			err = w.WriteVec(bufs, release)
+		} else {
+			release()
+		}
+		batch, bufs = nil, nil
+	}
+	for c := range st.bq {
+		batch, bufs = append(batch, c), append(bufs, c.b)
+		if len(batch) == writeBatch || len(st.bq) == 0 && len(batch) >= 2 {
+			flush()
+		}
+	}
+	flush()
+	if err != nil {
+		return "", err
+	}
+	if st.qerr != nil {
+		return "", st.qerr
+	}
+	d := w.Digest()
+	if expected == "" && o.s.Content.Exists(d) {
+		return d, nil
+	}
+	info, err := w.Commit(expected, size)
+	if err != nil {
+		return "", err
+	}
+	o.ingested(info.Digest, true)
+	return info.Digest, nil
+}
+
+// queue hands a chunk to both of the stream's goroutines.
+func (st *stream) queue(c *chunk) {
+	c.refs.Store(2)
+	st.q <- c
+	st.bq <- c
+}
+
+// end closes the entry's queues; err says why it ended early (nil at its
+// end).
+func (st *stream) end(err error) {
+	st.qerr = err
+	close(st.q)
+	close(st.bq)
+}
+
+// finish waits for every stream and records the blobs they stored under
+// their archive names, and their unpacking for take; the first failure to
+// store a blob is returned.
+func (e *early) finish(in *inArchive) error {
+	e.wg.Wait()
+	var first error
+	for _, st := range e.streams {
+		if st.err != nil {
+			if first == nil {
+				first = archiveEntryError(st.name, st.err)
+			}
+			continue
+		}
+		in.blobs[st.name] = st.blob
+		e.mu.Lock()
+		if _, dup := e.results[st.blob]; !dup && !e.present[st.result.stats.DiffID] {
+			e.results[st.blob] = st.result
+		}
+		e.mu.Unlock()
+	}
+	e.streams = nil
+	return first
+}
+
+// feed is how a stream's unpacking reads its queued chunks.
+type feed struct {
+	e    *early
+	q    chan *chunk
+	qerr *error
+	// c is the chunk being read, cur its unread rest.
+	c   *chunk
+	cur []byte
+	err error
+}
+
+func (f *feed) Read(p []byte) (int, error) {
+	for len(f.cur) == 0 {
+		if err := f.next(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, f.cur)
+	f.cur = f.cur[n:]
+	return n, nil
+}
+
+// next takes the next chunk, releasing the last one.
+func (f *feed) next() error {
+	if f.c != nil {
+		f.e.release(f.c)
+		f.c, f.cur = nil, nil
+	}
+	if f.err != nil {
+		return f.err
+	}
+	c, ok := <-f.q
+	if !ok {
+		f.err = io.EOF
+		if *f.qerr != nil {
+			f.err = *f.qerr
+		}
+		return f.err
+	}
+	f.c, f.cur = c, c.b
+	return nil
+}
+
+// drain releases what the unpacking left of the queue, so the archive
+// reader never waits for it.
+func (f *feed) drain() {
+	if f.c != nil {
+		f.e.release(f.c)
+		f.c = nil
+	}
+	for c := range f.q {
+		f.e.release(c)
+	}
 }
 
 // take hands over the early unpacking of blob d, waiting for it to finish;
@@ -113,6 +346,9 @@ func (e *early) take(d digest.Digest) *earlyResult {
 	e.mu.Lock()
 	r := e.results[d]
 	delete(e.results, d)
+	if r != nil {
+		r.taken = true
+	}
 	e.mu.Unlock()
 	if r != nil {
 		<-r.done
@@ -127,10 +363,12 @@ func (e *early) close() {
 	}
 	e.cancel()
 	e.wg.Wait()
-	for _, r := range e.results {
-		if r.staging != nil {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, r := range e.all {
+		if !r.taken && r.staging != nil {
 			r.staging.Abort()
 		}
 	}
-	e.results = nil
+	e.results, e.all = nil, nil
 }

@@ -125,15 +125,11 @@ func (o *op) layerFromTar(ctx context.Context, r io.Reader, parent digest.Digest
 		return ocispec.Descriptor{}, "", err
 	}
 	o.ingested(info.Digest, !had)
-	if err := o.s.Snaps.Sync(); err != nil {
-		st.Abort()
-		return ocispec.Descriptor{}, "", err
-	}
 	chain := stats.DiffID
 	if parent != "" {
 		chain = snapshot.ChainIDs([]digest.Digest{parent, stats.DiffID})[1]
 	}
-	if err := st.Commit(snapshot.Layer{ChainID: chain, DiffID: stats.DiffID, Parent: parent, Size: stats.Bytes}); err != nil {
+	if err := o.s.commitLayers([]*snapshot.Staging{st}, []snapshot.Layer{{ChainID: chain, DiffID: stats.DiffID, Parent: parent, Size: stats.Bytes}}); err != nil {
 		return ocispec.Descriptor{}, "", fmt.Errorf("import: %w", err)
 	}
 	desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: info.Digest, Size: info.Size}

@@ -104,6 +104,9 @@ func (o *op) readArchive(ctx context.Context, r io.Reader) (*inArchive, error) {
 			if last == "" {
 				return nil, errdefs.Invalid("the archive is empty")
 			}
+			if err := o.early.finish(in); err != nil {
+				return nil, err
+			}
 			return in, nil
 		}
 		if err != nil {
@@ -121,10 +124,7 @@ func (o *op) readArchive(ctx context.Context, r io.Reader) (*inArchive, error) {
 			in.links[name] = path.Clean(h.Linkname)
 		case tar.TypeReg:
 			if err := o.readEntry(ctx, in, name, h, tr); err != nil {
-				if errors.Is(err, io.ErrUnexpectedEOF) {
-					return nil, errdefs.InvalidWrap(err, "read archive entry %q (truncated archive?)", h.Name)
-				}
-				return nil, fmt.Errorf("archive entry %q: %w", h.Name, err)
+				return nil, archiveEntryError(h.Name, err)
 			}
 		}
 	}
@@ -154,11 +154,30 @@ func (o *op) readEntry(ctx context.Context, in *inArchive, name string, h *tar.H
 		in.docs[name] = b
 		return nil
 	}
-	w, err := o.s.Content.Writer(ctx)
+	first, err := o.early.chunk(ctx)
 	if err != nil {
 		return err
 	}
+	n, err := readChunk(tr, first.b)
+	first.b = first.b[:n]
+	if err != nil && err != io.EOF {
+		o.early.release(first)
+		return err
+	}
+	if looksLikeLayer(first.b) && !o.early.present[expected] {
+		return o.streamEntry(ctx, name, expected, h.Size, first, err == io.EOF, tr)
+	}
+	w, err := o.s.Content.Writer(ctx)
+	if err != nil {
+		o.early.release(first)
+		return err
+	}
 	defer w.Close()
+	_, err = w.Write(first.b)
+	o.early.release(first)
+	if err != nil {
+		return err
+	}
 	if _, err := w.ReadFrom(tr); err != nil {
 		return err
 	}
@@ -172,8 +191,61 @@ func (o *op) readEntry(ctx context.Context, in *inArchive, name string, h *tar.H
 	}
 	o.ingested(info.Digest, true)
 	in.blobs[name] = info.Digest
-	o.early.start(info.Digest)
 	return nil
+}
+
+// streamEntry stores an entry that looks like a layer while it is
+// unpacked (op.stream); the blob is named in the archive once
+// early.finish has waited for it. ended says first is the whole entry.
+func (o *op) streamEntry(ctx context.Context, name string, expected digest.Digest, size int64, first *chunk, ended bool, tr io.Reader) error {
+	st, err := o.stream(ctx, name, expected, size, first)
+	if err != nil {
+		o.early.release(first)
+		return err
+	}
+	for !ended {
+		c, err := o.early.chunk(ctx)
+		if err != nil {
+			st.end(err)
+			return err
+		}
+		n, err := readChunk(tr, c.b)
+		if n > 0 {
+			c.b = c.b[:n]
+			st.queue(c)
+		} else {
+			o.early.release(c)
+		}
+		if err != nil && err != io.EOF {
+			st.end(err)
+			return err
+		}
+		ended = err == io.EOF
+	}
+	st.end(nil)
+	return nil
+}
+
+// readChunk fills c from r as far as r goes; io.EOF says r ended (n may
+// be more than 0 then).
+func readChunk(r io.Reader, c []byte) (int, error) {
+	n := 0
+	for n < len(c) {
+		m, err := r.Read(c[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// archiveEntryError says which entry of the archive failed to be stored.
+func archiveEntryError(name string, err error) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return errdefs.InvalidWrap(err, "read archive entry %q (truncated archive?)", name)
+	}
+	return fmt.Errorf("archive entry %q: %w", name, err)
 }
 
 // lookup returns the digest of the archive entry p, storing it first when

@@ -188,9 +188,7 @@ func (o *op) fetch(ctx context.Context, f Fetcher, desc ocispec.Descriptor, prog
 	if _, err := o.s.Content.Ingest(ctx, rc, desc.Digest, desc.Size); err != nil {
 		return err
 	}
-	o.mu.Lock()
 	o.ingested(desc.Digest, true)
-	o.mu.Unlock()
 	return nil
 }
 
@@ -313,9 +311,7 @@ func (o *op) fetchLayer(ctx context.Context, f Fetcher, desc ocispec.Descriptor,
 		if r.staging, err = o.s.Snaps.NewLayer(ctx); err != nil {
 			return err
 		}
-		o.early.mu.Lock()
-		o.early.results[desc.Digest] = r
-		o.early.mu.Unlock()
+		o.early.add(desc.Digest, r)
 		var pr *io.PipeReader
 		pr, pw = io.Pipe()
 		defer pw.Close()
@@ -335,9 +331,7 @@ func (o *op) fetchLayer(ctx context.Context, f Fetcher, desc ocispec.Descriptor,
 	if err == nil {
 		report(PullProgress{ID: id, Status: "Verifying Checksum"})
 		if _, err = w.Commit(desc.Digest, desc.Size); err == nil {
-			o.mu.Lock()
 			o.ingested(desc.Digest, true)
-			o.mu.Unlock()
 		}
 	}
 	if pw != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
 )
 
 // saved is one image to write, with the tags to write it under.
@@ -128,6 +129,11 @@ func (s *Store) writeArchive(ctx context.Context, w io.Writer, list []*saved) er
 		if err != nil {
 			return err
 		}
+		// Large blobs may not be in the page cache (a load writes them past
+		// it): have the kernel read the whole blob ahead while it is
+		// copied.
+		unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_SEQUENTIAL)
+		unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_WILLNEED)
 		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: blobName(d), Mode: 0o644, Size: st.Size(), ModTime: epoch, Format: tar.FormatPAX}); err != nil {
 			return err
 		}

@@ -55,6 +55,10 @@ type Store struct {
 	// their whole run; garbage collection holds it exclusively, so it
 	// never sweeps what an operation has written but not yet recorded.
 	opMu sync.RWMutex
+	// flushMu guards the background flush of unpacked layers (flush.go).
+	flushMu                      sync.Mutex
+	flushDone                    *sync.Cond // on flushMu: flushing ended
+	flushing, flushAgain, closed bool
 }
 
 // Options tunes Open.
@@ -71,6 +75,7 @@ func Open(root string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("image store: %w", err)
 	}
 	s := &Store{root: root, db: opts.DB}
+	s.flushDone = sync.NewCond(&s.flushMu)
 	if s.db == nil {
 		db, err := bolt.Open(filepath.Join(root, "images.db"), 0o600, &bolt.Options{Timeout: 2 * time.Second})
 		if err != nil {
@@ -95,6 +100,9 @@ func Open(root string, opts Options) (*Store, error) {
 	if err == nil {
 		s.Snaps, err = snapshot.Open(filepath.Join(root, "snapshots"))
 	}
+	if err == nil {
+		err = s.recoverLayers()
+	}
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("image store: %w", err)
@@ -102,8 +110,12 @@ func Open(root string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// Close closes the database if Open opened it.
+// Close closes the database if Open opened it. A background flush of
+// unpacked layers stops touching the store (see commitLayers).
 func (s *Store) Close() error {
+	s.flushMu.Lock()
+	s.closed = true
+	s.flushMu.Unlock()
 	if s.ownDB && s.db != nil {
 		return s.db.Close()
 	}

@@ -44,8 +44,8 @@ func (p *pending) id() digest.Digest { return p.manifest.Config.Digest }
 // so that a failure can take them back.
 type op struct {
 	s *Store
-	// mu guards created where an operation stores blobs from several
-	// goroutines (pull).
+	// mu guards created: an operation may store blobs from several
+	// goroutines (pull, load).
 	mu      sync.Mutex
 	created []digest.Digest
 	// early, during a load, unpacks layer blobs as they arrive.
@@ -56,7 +56,9 @@ type op struct {
 // absent before.
 func (o *op) ingested(d digest.Digest, new bool) {
 	if new {
+		o.mu.Lock()
 		o.created = append(o.created, d)
+		o.mu.Unlock()
 	}
 }
 
@@ -141,7 +143,7 @@ type unpackJob struct {
 
 // unpack makes sure every layer of every pending image is unpacked: the
 // missing ones are unpacked in parallel into staging directories, their
-// diff IDs checked, the data synced, and only then committed, so a failure
+// diff IDs checked, and only then committed (commitLayers), so a failure
 // commits nothing.
 func (o *op) unpack(ctx context.Context, ps []*pending) error {
 	var jobs []*unpackJob
@@ -194,11 +196,7 @@ func (o *op) unpack(ctx context.Context, ps []*pending) error {
 	close(work)
 	wg.Wait()
 
-	err := firstCause(jobErrors(jobs))
-	if err == nil {
-		err = o.s.Snaps.Sync()
-	}
-	if err != nil {
+	if err := firstCause(jobErrors(jobs)); err != nil {
 		for _, j := range jobs {
 			if j.staging != nil {
 				j.staging.Abort()
@@ -206,12 +204,13 @@ func (o *op) unpack(ctx context.Context, ps []*pending) error {
 		}
 		return err
 	}
-	for _, j := range jobs {
-		if err := j.staging.Commit(snapshot.Layer{ChainID: j.chain, DiffID: j.diffID, Parent: j.parent, Size: j.size}); err != nil {
-			return err
-		}
+	sts := make([]*snapshot.Staging, len(jobs))
+	ls := make([]snapshot.Layer, len(jobs))
+	for i, j := range jobs {
+		sts[i] = j.staging
+		ls[i] = snapshot.Layer{ChainID: j.chain, DiffID: j.diffID, Parent: j.parent, Size: j.size}
 	}
-	return nil
+	return o.s.commitLayers(sts, ls)
 }
 
 // verifyLayerBlob checks that a layer blob stored by this operation

@@ -32,6 +32,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"berth/internal/errdefs"
@@ -54,6 +55,11 @@ type Layer struct {
 	Parent digest.Digest `json:"parent,omitempty"`
 	// Size is the number of bytes of regular files in the layer's diff.
 	Size int64 `json:"size"`
+	// Unsynced, when set, is the boot ID of the system that committed the
+	// layer before its files were synced; SyncLayers clears it. After the
+	// system restarted, such a layer's files may be lost with the page
+	// cache, and its owner unpacks it again (ReplaceLayerFS).
+	Unsynced string `json:"unsynced,omitempty"`
 }
 
 // Snapshot is a container's writable snapshot.
@@ -237,6 +243,89 @@ func (s *Store) Sync() error {
 		return fmt.Errorf("sync snapshot store: %w", err)
 	}
 	return nil
+}
+
+// BootID identifies the running system (the kernel's random boot_id); ""
+// when it cannot be read, and then layers are synced before they are
+// committed.
+var BootID = sync.OnceValue(func() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+})
+
+// UnsyncedLayers lists the layers committed before their files were
+// synced: by this boot of the system (their files are in the page cache;
+// SyncLayers makes them durable) and by an earlier one (their files may be
+// lost).
+func (s *Store) UnsyncedLayers() (current, earlier []Layer, err error) {
+	ls, err := s.Layers()
+	if err != nil {
+		return nil, nil, err
+	}
+	boot := BootID()
+	for _, l := range ls {
+		switch {
+		case l.Unsynced == "":
+		case l.Unsynced == boot:
+			current = append(current, l)
+		default:
+			earlier = append(earlier, l)
+		}
+	}
+	return current, earlier, nil
+}
+
+// SyncLayers makes the files of layers committed in this boot durable (one
+// syncfs) and then clears their marks. A layer removed meanwhile is
+// skipped.
+func (s *Store) SyncLayers(ls []Layer) error {
+	if len(ls) == 0 {
+		return nil
+	}
+	if err := s.Sync(); err != nil {
+		return err
+	}
+	return s.MarkSynced(ls)
+}
+
+// MarkSynced clears the marks of layers whose files the caller synced
+// (after it listed them). A layer removed meanwhile is skipped.
+func (s *Store) MarkSynced(ls []Layer) error {
+	for _, l := range ls {
+		d, err := s.layerDir(l.ChainID)
+		if err != nil {
+			return err
+		}
+		l.Unsynced = ""
+		if err := replaceRecord(filepath.Join(d, "layer.json"), l); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("layer %s: %w", l.ChainID, err)
+		}
+	}
+	return nil
+}
+
+// ReplaceLayerFS puts the files unpacked in st in the place of those of
+// the committed layer l (one rename that exchanges the two directories),
+// syncs them and clears l's mark; st is removed, with the old files.
+func (s *Store) ReplaceLayerFS(st *Staging, l Layer) error {
+	defer st.Abort()
+	if err := s.Sync(); err != nil {
+		return err
+	}
+	dst, err := s.LayerFS(l.ChainID)
+	if err != nil {
+		return err
+	}
+	if err := unix.Renameat2(unix.AT_FDCWD, st.Dir, unix.AT_FDCWD, dst, unix.RENAME_EXCHANGE); err != nil {
+		return fmt.Errorf("layer %s: replace its files: %w", l.ChainID, err)
+	}
+	if err := syncDir(filepath.Dir(dst)); err != nil {
+		return fmt.Errorf("layer %s: %w", l.ChainID, err)
+	}
+	return s.MarkSynced([]Layer{l})
 }
 
 // LowerDirs returns the diff directories of chainID and every layer below
@@ -558,6 +647,21 @@ func writeRecord(path string, v any) error {
 		err = f.Sync()
 	}
 	return errors.Join(err, f.Close())
+}
+
+// replaceRecord replaces a record durably and atomically: a crash leaves
+// the old one or the new one (and perhaps the temporary file beside it).
+func replaceRecord(path string, v any) error {
+	tmp := path + ".new"
+	if err := writeRecord(tmp, v); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
 }
 
 // syncDir makes the renames into dir durable.

@@ -46,11 +46,13 @@ type phaseReport struct {
 // loadPhases are the markers of the goroutine running Store.Load, checked
 // innermost frame first.
 var loadPhases = []marker{
-	{"content.(*Writer).Commit", "ingest: fsync + rename of each blob"},
-	{"image.(*op).readEntry", "ingest: copy archive to blobs (read, sha256, write)"},
-	{"image.(*op).readArchive", "ingest: copy archive to blobs (read, sha256, write)"},
+	{"content.(*Writer).Commit", "ingest: fsync + rename of a small blob"},
+	{"image.(*early).finish", "wait for the last layers to be stored and unpacked"},
+	{"image.(*op).readEntry", "read the archive; each layer stored and unpacked as it streams"},
+	{"image.(*op).readArchive", "read the archive; each layer stored and unpacked as it streams"},
 	{"snapshot.(*Store).Sync", "syncfs of the unpacked layers"},
-	{"image.(*op).unpack(", "unpack layers (parallel workers)"},
+	{"image.(*op).unpack(", "unpack layers not unpacked while streaming"},
+	{"image.(*Store).commitLayers", "commit layers"},
 	{"content.(*Store).Sync", "record: fsync blobs dir + db commit"},
 	{"image.(*op).record", "record: fsync blobs dir + db commit"},
 	{"image.(*op).from", "documents (manifest, config)"},
@@ -64,6 +66,8 @@ var workStates = []marker{
 	{"unix.Fsync", "fsync"},
 	{"(*File).Sync", "fsync"},
 	{"unix.Syncfs", "syncfs"},
+	{"unix.Pwritev", "blob write (O_DIRECT)"},
+	{"syscall.pwrite", "write()"},
 	{"unix.write(", "write()"},
 	{"syscall.write(", "write()"},
 	{"unix.read(", "read()"},

@@ -132,6 +132,7 @@ func TestBrokenInputLeavesStoreAsItWas(t *testing.T) {
 	if _, err := s.Load(ctx, bytes.NewReader(makeArchive(t, "berth-test/other:1", [][]byte{other}, nil))); err != nil {
 		t.Fatal(err)
 	}
+	flush(t, s)
 	before := storeFiles(t, root)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -161,6 +162,7 @@ func TestBrokenInputLeavesStoreAsItWas(t *testing.T) {
 	if _, err := s.Load(ctx, bytes.NewReader(goodArchive)); err != nil {
 		t.Fatal(err)
 	}
+	flush(t, s)
 	before = storeFiles(t, root)
 	_, err := s.Load(ctx, bytes.NewReader(makeArchive(t, "berth-test/bad:1", [][]byte{good}, wrongDiffID)))
 	if !errors.Is(err, errdefs.ErrCorrupt) {
@@ -201,6 +203,7 @@ func TestDiskFullDuringLoad(t *testing.T) {
 	if _, err := s.Load(ctx, bytes.NewReader(makeArchive(t, "berth-test/small:1", [][]byte{small}, nil))); err != nil {
 		t.Fatal(err)
 	}
+	flush(t, s)
 	before := storeFiles(t, root)
 	// 3.5 MB: the blob fits, its unpacked copy does not.
 	big := imagetest.Tar(t, []imagetest.Entry{{Name: "big", Data: strings.Repeat("0123456789abcdef", 220<<10)}})

@@ -72,6 +72,7 @@ func TestKilledLoadOrImportLeavesNothing(t *testing.T) {
 				if _, err := s.Load(ctx, bytes.NewReader(makeArchive(t, "berth-test/keep:1", [][]byte{keep}, nil))); err != nil {
 					t.Fatal(err)
 				}
+				flush(t, s)
 				s.Close()
 				before := storeFiles(t, root)
 

@@ -143,6 +143,15 @@ func save(t *testing.T, s *image.Store, names ...string) []byte {
 	return buf.Bytes()
 }
 
+// flush makes the layers the store committed durable now, so that the
+// store's files stay as they are until the next change.
+func flush(t *testing.T, s *image.Store) {
+	t.Helper()
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // storeFiles lists every file under root with its size (the store's state
 // on disk, to compare before and after a failed operation).
 func storeFiles(t *testing.T, root string) []string {

@@ -1,0 +1,214 @@
+package image
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+
+	"berth/internal/archive"
+	"berth/internal/snapshot"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Unpacked layers are made durable after they are committed, not before.
+//
+// Every layer is unpacked from a blob that is durable before any record
+// names it (content.Writer.Commit fsyncs it), so a layer's files are a copy
+// that can be made again. commitLayers therefore commits layers without
+// waiting for their files to reach the disk; each is marked with the boot ID
+// of the system (snapshot.Layer.Unsynced), and a flush in the background
+// syncs the file system and clears the marks. When the store is opened, the
+// marks left by this boot of the system are cleared after one syncfs (the
+// files are in the page cache: only the process ended), and the layers
+// marked by an earlier boot, whose files may have been lost with the page
+// cache, are unpacked again from their blobs (recoverLayers). A load, pull
+// or import thus waits for the durability of what it cannot make again, and
+// no longer for a syncfs of everything it unpacked.
+
+// commitLayers commits staged layers. Without a boot ID to mark them with,
+// it syncs their files first. On failure the layers not committed yet are
+// dropped.
+func (s *Store) commitLayers(sts []*snapshot.Staging, ls []snapshot.Layer) error {
+	boot := snapshot.BootID()
+	var err error
+	if boot == "" {
+		err = s.Snaps.Sync()
+	}
+	for i, st := range sts {
+		if err != nil {
+			st.Abort()
+			continue
+		}
+		ls[i].Unsynced = boot
+		err = st.Commit(ls[i])
+	}
+	if err != nil {
+		return err
+	}
+	if boot != "" {
+		s.flushLater()
+	}
+	return nil
+}
+
+// flushLater starts the background flush, or has the running one go once
+// more (for layers committed after its syncfs began).
+func (s *Store) flushLater() {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	switch {
+	case s.closed:
+	case s.flushing:
+		s.flushAgain = true
+	default:
+		s.flushing = true
+		go s.flush()
+	}
+}
+
+// Flush makes the layers committed so far durable and clears their marks
+// now, after waiting for a background flush in progress: what the
+// background flush would do, for callers that need it done (tests comparing
+// the store's files, a shutdown that wants no work left for the next Open).
+func (s *Store) Flush() error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	for s.flushing {
+		s.flushDone.Wait()
+	}
+	ls, _, err := s.Snaps.UnsyncedLayers()
+	if err != nil {
+		return err
+	}
+	return s.Snaps.SyncLayers(ls)
+}
+
+// flush syncs the layers committed unsynced and clears their marks, until
+// no more came meanwhile. Once the store is closed it touches no record
+// (a syncfs in progress still ends on its own): the next Open clears the
+// marks.
+func (s *Store) flush() {
+	for {
+		ls, _, err := s.Snaps.UnsyncedLayers()
+		if err == nil && len(ls) > 0 {
+			err = s.Snaps.Sync()
+		}
+		s.flushMu.Lock()
+		if s.closed {
+			s.flushing = false
+			s.flushDone.Broadcast()
+			s.flushMu.Unlock()
+			return
+		}
+		if err == nil {
+			err = s.Snaps.MarkSynced(ls)
+		}
+		if err != nil {
+			slog.Warn("image store: sync unpacked layers", "err", err)
+		}
+		if !s.flushAgain {
+			s.flushing = false
+			s.flushDone.Broadcast()
+			s.flushMu.Unlock()
+			return
+		}
+		s.flushAgain = false
+		s.flushMu.Unlock()
+	}
+}
+
+// recoverLayers, when the store opens, makes the layers committed unsynced
+// durable: those of this boot by a syncfs, those of an earlier boot by
+// unpacking them again from their blobs.
+func (s *Store) recoverLayers() error {
+	current, earlier, err := s.Snaps.UnsyncedLayers()
+	if err != nil {
+		return err
+	}
+	if err := s.Snaps.SyncLayers(current); err != nil {
+		return err
+	}
+	if len(earlier) == 0 {
+		return nil
+	}
+	blobs, err := s.layerBlobs()
+	if err != nil {
+		return err
+	}
+	for _, l := range earlier {
+		blob, ok := blobs[l.ChainID]
+		if !ok {
+			// Nothing names the layer any more: the collector removes it.
+			slog.Warn("image store: a layer unpacked before the system restarted has no blob to unpack it again from; it stays until it is collected", "layer", l.ChainID)
+			continue
+		}
+		if err := s.reunpack(l, blob); err != nil {
+			return fmt.Errorf("layer %s, unpacked before the system restarted: unpack it again from %s: %w", l.ChainID, blob.Digest, err)
+		}
+	}
+	return nil
+}
+
+// reunpack unpacks layer l again from its blob and puts the files in place.
+func (s *Store) reunpack(l snapshot.Layer, blob ocispec.Descriptor) error {
+	f, err := s.Content.Open(blob.Digest)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := s.Snaps.NewLayer(context.Background())
+	if err != nil {
+		return err
+	}
+	stats, err := archive.Unpack(context.Background(), f, st.Dir, archive.UnpackOptions{Digest: blob.Digest})
+	if err == nil && stats.DiffID != l.DiffID {
+		err = fmt.Errorf("the blob has diff ID %s, the layer %s", stats.DiffID, l.DiffID)
+	}
+	if err != nil {
+		st.Abort()
+		return err
+	}
+	return s.Snaps.ReplaceLayerFS(st, l)
+}
+
+// layerBlobs maps the chain ID of every layer that an image or the build
+// cache names to the blob it is unpacked from.
+func (s *Store) layerBlobs() (map[digest.Digest]ocispec.Descriptor, error) {
+	out := map[digest.Digest]ocispec.Descriptor{}
+	add := func(diffIDs []digest.Digest, layers []ocispec.Descriptor) {
+		for i, c := range snapshot.ChainIDs(diffIDs) {
+			if i < len(layers) {
+				out[c] = layers[i]
+			}
+		}
+	}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		err := tx.Bucket(bucketImages).ForEach(func(k, _ []byte) error {
+			r, _, err := getRecord(tx, digest.Digest(k))
+			if err != nil {
+				return err
+			}
+			var man ocispec.Manifest
+			var cfg ocispec.Image
+			if s.readJSON(r.Target.Digest, &man) == nil && s.readJSON(man.Config.Digest, &cfg) == nil {
+				add(cfg.RootFS.DiffIDs, man.Layers)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketBuildCache).ForEach(func(k, v []byte) error {
+			var e cacheEntry
+			if json.Unmarshal(v, &e) == nil {
+				add(e.State.Config.RootFS.DiffIDs, e.State.Layers)
+			}
+			return nil
+		})
+	})
+	return out, err
+}

@@ -1,0 +1,127 @@
+package imagestore_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"berth/internal/image"
+	"berth/internal/snapshot"
+	"berth/test/imagetest"
+)
+
+// layerRecords reads every layer.json of the store at root.
+func layerRecords(t *testing.T, root string) map[string]snapshot.Layer {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(root, "snapshots", "layers", "*", "layer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]snapshot.Layer{}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var l snapshot.Layer
+		if err := json.Unmarshal(b, &l); err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		out[p] = l
+	}
+	return out
+}
+
+// Layers are committed before their files are synced, marked with the boot
+// ID; the marks go once the files are synced (Flush, the background flush,
+// or the next Open in the same boot), and a layer marked in an earlier boot
+// of the system, whose files may be lost, is unpacked again from its blob
+// when the store opens.
+func TestLayersUnpackedAgainAfterASystemRestart(t *testing.T) {
+	ctx := context.Background()
+	if snapshot.BootID() == "" {
+		t.Fatal("no boot ID in /proc/sys/kernel/random/boot_id")
+	}
+	base := imagetest.Tar(t, []imagetest.Entry{{Name: "etc", Type: tar.TypeDir, Mode: 0o755}, {Name: "etc/os", Data: "base"}, {Name: "bin", Type: tar.TypeDir, Mode: 0o755}, {Name: "bin/tool", Data: "a tool", Mode: 0o755}})
+	top := imagetest.Tar(t, []imagetest.Entry{{Name: "app", Type: tar.TypeDir, Mode: 0o755}, {Name: "app/main", Data: "the app, version 1"}})
+	root := filepath.Join(t.TempDir(), "store")
+
+	s, err := image.Open(root, image.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Load(ctx, bytes.NewReader(makeArchive(t, "berth-test/durable:1", [][]byte{base, top}, nil))); err != nil {
+		t.Fatal(err)
+	}
+	want := exportManifest(t, s, "berth-test/durable:1")
+	// Close does not wait for the background flush: what it left marked
+	// is synced by the next Open in this boot.
+	s.Close()
+	s, err = image.Open(root, image.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := layerRecords(t, root)
+	if len(recs) != 2 {
+		t.Fatalf("%d layers, want 2", len(recs))
+	}
+	for p, l := range recs {
+		if l.Unsynced != "" {
+			t.Errorf("%s still marked unsynced (%s) after Open in the same boot", p, l.Unsynced)
+		}
+	}
+	s.Close()
+
+	// As if the system had crashed after the load: both layers marked by
+	// another boot, and their files lost or cut short.
+	for p, l := range recs {
+		l.Unsynced = "an-earlier-boot"
+		b, _ := json.Marshal(l)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		fs := filepath.Join(filepath.Dir(p), "fs")
+		for _, f := range []string{"etc/os", "app/main"} {
+			if _, err := os.Stat(filepath.Join(fs, f)); err == nil {
+				if err := os.Truncate(filepath.Join(fs, f), 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		os.Remove(filepath.Join(fs, "bin", "tool"))
+	}
+	s, err = image.Open(root, image.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := exportManifest(t, s, "berth-test/durable:1"); !slices.Equal(got, want) {
+		t.Fatalf("tree after the layers were unpacked again:\n%s", diff(want, got))
+	}
+	for p, l := range layerRecords(t, root) {
+		if l.Unsynced != "" {
+			t.Errorf("%s still marked (%s) after it was unpacked again", p, l.Unsynced)
+		}
+	}
+	check(t, s)
+	if n, _ := s.Snaps.TempCount(); n != 0 {
+		t.Errorf("%d entries left in the snapshot store's tmp/", n)
+	}
+
+	// A load marks its layers until they are flushed.
+	other := imagetest.Tar(t, []imagetest.Entry{{Name: "other", Data: "other"}})
+	if _, err := s.Load(ctx, bytes.NewReader(makeArchive(t, "berth-test/other:1", [][]byte{other}, nil))); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, s)
+	for p, l := range layerRecords(t, root) {
+		if l.Unsynced != "" {
+			t.Errorf("%s still marked (%s) after Flush", p, l.Unsynced)
+		}
+	}
+}
