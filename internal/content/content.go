@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"berth/internal/errdefs"
@@ -199,6 +200,9 @@ type Writer struct {
 	// direct, when set, is the file opened once more with O_DIRECT, for
 	// the aligned parts of large writes (Direct).
 	direct *os.File
+	// directOff says O_DIRECT writes failed with EINVAL: the file system
+	// takes them no more.
+	directOff atomic.Bool
 	// aq queues WriteVec's direct writes to writeBehind, which closes
 	// aexit when done; aerr is its first failure.
 	aq    chan pendingWrite
@@ -280,7 +284,7 @@ func (w *Writer) WriteVec(bufs [][]byte, done func()) error {
 		return err
 	}
 	run := 0
-	if w.direct != nil && w.size%directAlign == 0 {
+	if w.direct != nil && !w.directOff.Load() && w.size%directAlign == 0 {
 		for run < len(bufs) && aligned(bufs[run]) {
 			run++
 		}
@@ -352,15 +356,17 @@ func (w *Writer) writeBehind() {
 }
 
 func (w *Writer) writeRun(bufs [][]byte, off int64) error {
-	if w.direct != nil {
+	if w.direct != nil && !w.directOff.Load() {
 		n, err := unix.Pwritev(int(w.direct.Fd()), bufs, off)
-		if !errors.Is(err, unix.EINVAL) || n != 0 {
+		if !errors.Is(err, unix.EINVAL) || n > 0 {
 			if err == nil && n != vecLen(bufs) {
 				err = io.ErrShortWrite
 			}
 			return err
 		}
-		// O_DIRECT is not for this file system after all: buffered.
+		// O_DIRECT is not for this file system after all: buffered, from
+		// now on.
+		w.directOff.Store(true)
 	}
 	for _, b := range bufs {
 		if _, err := w.f.WriteAt(b, off); err != nil {
@@ -403,15 +409,14 @@ func aligned(b []byte) bool {
 // write writes p at the end of the file: its aligned part with O_DIRECT
 // when Direct is on and the offset and buffer allow, the rest buffered.
 func (w *Writer) write(p []byte) (int, error) {
-	if w.direct == nil || w.size%directAlign != 0 || len(p) < directAlign || uintptr(unsafe.Pointer(&p[0]))%directAlign != 0 {
+	if w.direct == nil || w.directOff.Load() || w.size%directAlign != 0 || len(p) < directAlign || uintptr(unsafe.Pointer(&p[0]))%directAlign != 0 {
 		return w.f.WriteAt(p, w.size)
 	}
 	aligned := len(p) &^ (directAlign - 1)
 	n, err := w.direct.WriteAt(p[:aligned], w.size)
-	if errors.Is(err, unix.EINVAL) && n == 0 {
+	if errors.Is(err, unix.EINVAL) && n <= 0 {
 		// Not for this file system after all.
-		w.direct.Close()
-		w.direct = nil
+		w.directOff.Store(true)
 		return w.f.WriteAt(p, w.size)
 	}
 	if err != nil || aligned == len(p) {

@@ -42,6 +42,9 @@ type early struct {
 	// unpacking is that far behind.
 	free chan *chunk
 	made int
+	// slots bounds the streams alive at once (each holds a staging
+	// directory, two goroutines and an open blob).
+	slots chan struct{}
 }
 
 const (
@@ -49,6 +52,10 @@ const (
 	maxChunks = 128
 	// writeBatch is how many chunks a blob write takes at most.
 	writeBatch = 8
+	// maxStreams is how many archive entries are stored and unpacked at
+	// once; the archive reader waits for one to end before it starts
+	// another.
+	maxStreams = 8
 )
 
 type earlyResult struct {
@@ -60,7 +67,7 @@ type earlyResult struct {
 }
 
 func newEarly(ctx context.Context, s *Store) *early {
-	e := &early{s: s, results: map[digest.Digest]*earlyResult{}, present: map[digest.Digest]bool{}, free: make(chan *chunk, maxChunks)}
+	e := &early{s: s, results: map[digest.Digest]*earlyResult{}, present: map[digest.Digest]bool{}, free: make(chan *chunk, maxChunks), slots: make(chan struct{}, maxStreams)}
 	e.ctx, e.cancel = context.WithCancel(ctx)
 	if ls, err := s.Snaps.Layers(); err == nil {
 		for _, l := range ls {
@@ -151,12 +158,19 @@ type stream struct {
 // The caller queues the rest (queue) and ends with end.
 func (o *op) stream(ctx context.Context, name string, expected digest.Digest, size int64, first *chunk) (*stream, error) {
 	e := o.early
+	select {
+	case e.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	w, err := o.s.Content.Writer(ctx)
 	if err != nil {
+		<-e.slots
 		return nil, err
 	}
 	staging, err := o.s.Snaps.NewLayer(ctx)
 	if err != nil {
+		<-e.slots
 		w.Close()
 		return nil, err
 	}
@@ -170,6 +184,7 @@ func (o *op) stream(ctx context.Context, name string, expected digest.Digest, si
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
+		defer func() { <-e.slots }()
 		defer close(st.done)
 		r := st.result
 		stored := make(chan struct{})

@@ -3,8 +3,10 @@ package image
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	"berth/internal/archive"
 	"berth/internal/snapshot"
@@ -38,21 +40,21 @@ func (s *Store) commitLayers(sts []*snapshot.Staging, ls []snapshot.Layer) error
 	if boot == "" {
 		err = s.Snaps.Sync()
 	}
+	committed := false
 	for i, st := range sts {
 		if err != nil {
 			st.Abort()
 			continue
 		}
 		ls[i].Unsynced = boot
-		err = st.Commit(ls[i])
+		if err = st.Commit(ls[i]); err == nil {
+			committed = true
+		}
 	}
-	if err != nil {
-		return err
-	}
-	if boot != "" {
+	if committed && boot != "" {
 		s.flushLater()
 	}
-	return nil
+	return err
 }
 
 // flushLater starts the background flush, or has the running one go once
@@ -74,43 +76,31 @@ func (s *Store) flushLater() {
 // now, after waiting for a background flush in progress: what the
 // background flush would do, for callers that need it done (tests comparing
 // the store's files, a shutdown that wants no work left for the next Open).
+// It must not be called inside an operation (it takes the operation lock).
 func (s *Store) Flush() error {
 	s.flushMu.Lock()
-	defer s.flushMu.Unlock()
 	for s.flushing {
 		s.flushDone.Wait()
 	}
-	ls, _, err := s.Snaps.UnsyncedLayers()
-	if err != nil {
-		return err
-	}
-	return s.Snaps.SyncLayers(ls)
+	s.flushing = true
+	s.flushAgain = false
+	s.flushMu.Unlock()
+	err := s.flushOnce()
+	s.flushMu.Lock()
+	s.flushing = false
+	s.flushDone.Broadcast()
+	s.flushMu.Unlock()
+	return err
 }
 
-// flush syncs the layers committed unsynced and clears their marks, until
-// no more came meanwhile. Once the store is closed it touches no record
-// (a syncfs in progress still ends on its own): the next Open clears the
-// marks.
+// flush runs flushOnce until no layer was committed meanwhile.
 func (s *Store) flush() {
 	for {
-		ls, _, err := s.Snaps.UnsyncedLayers()
-		if err == nil && len(ls) > 0 {
-			err = s.Snaps.Sync()
-		}
-		s.flushMu.Lock()
-		if s.closed {
-			s.flushing = false
-			s.flushDone.Broadcast()
-			s.flushMu.Unlock()
-			return
-		}
-		if err == nil {
-			err = s.Snaps.MarkSynced(ls)
-		}
-		if err != nil {
+		if err := s.flushOnce(); err != nil {
 			slog.Warn("image store: sync unpacked layers", "err", err)
 		}
-		if !s.flushAgain {
+		s.flushMu.Lock()
+		if s.closed || !s.flushAgain {
 			s.flushing = false
 			s.flushDone.Broadcast()
 			s.flushMu.Unlock()
@@ -121,9 +111,37 @@ func (s *Store) flush() {
 	}
 }
 
+// flushOnce lists the layers committed unsynced, syncs the file system and
+// clears their marks. It holds the operation lock shared, so the collector
+// cannot remove a listed layer (and an operation commit it again, unsynced)
+// before its mark is cleared. Once the store is closed it touches no record
+// (a syncfs in progress still ends on its own): the next Open clears the
+// marks.
+func (s *Store) flushOnce() error {
+	s.opMu.RLock()
+	defer s.opMu.RUnlock()
+	ls, _, err := s.Snaps.UnsyncedLayers()
+	if err != nil || len(ls) == 0 {
+		return err
+	}
+	if err := s.Snaps.Sync(); err != nil {
+		return err
+	}
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	if s.closed {
+		return nil
+	}
+	return s.Snaps.MarkSynced(ls)
+}
+
 // recoverLayers, when the store opens, makes the layers committed unsynced
 // durable: those of this boot by a syncfs, those of an earlier boot by
-// unpacking them again from their blobs.
+// unpacking them again from their blobs. A layer that cannot be unpacked
+// again (no blob names it any more, the blob is bad, the disk is full) is
+// removed, so that the next load or pull of its image unpacks it anew; one
+// that a container's snapshot stands on is kept, marked, and tried again
+// at the next Open. None of this keeps the store from opening.
 func (s *Store) recoverLayers() error {
 	current, earlier, err := s.Snaps.UnsyncedLayers()
 	if err != nil {
@@ -139,21 +157,53 @@ func (s *Store) recoverLayers() error {
 	if err != nil {
 		return err
 	}
+	var used map[digest.Digest]bool
 	for _, l := range earlier {
-		blob, ok := blobs[l.ChainID]
-		if !ok {
-			// Nothing names the layer any more: the collector removes it.
-			slog.Warn("image store: a layer unpacked before the system restarted has no blob to unpack it again from; it stays until it is collected", "layer", l.ChainID)
+		err := errors.New("no image or build cache entry names a blob of it")
+		for _, blob := range blobs[l.ChainID] {
+			if err = s.reunpack(l, blob); err == nil {
+				break
+			}
+		}
+		if err == nil {
 			continue
 		}
-		if err := s.reunpack(l, blob); err != nil {
-			return fmt.Errorf("layer %s, unpacked before the system restarted: unpack it again from %s: %w", l.ChainID, blob.Digest, err)
+		if used == nil {
+			used = s.layersInUse()
+		}
+		if used[l.ChainID] {
+			slog.Error("image store: a layer unpacked before the system restarted may have lost files, and cannot be unpacked again; a container stands on it, so it is kept", "layer", l.ChainID, "err", err)
+			continue
+		}
+		slog.Warn("image store: a layer unpacked before the system restarted may have lost files, and cannot be unpacked again: removed (loading or pulling its image unpacks it anew)", "layer", l.ChainID, "err", err)
+		if err := s.Snaps.RemoveLayer(l.ChainID); err != nil {
+			slog.Error("image store: remove layer", "layer", l.ChainID, "err", err)
 		}
 	}
 	return nil
 }
 
+// layersInUse are the layers below containers' snapshots.
+func (s *Store) layersInUse() map[digest.Digest]bool {
+	used := map[digest.Digest]bool{}
+	sns, _ := s.Snaps.Snapshots()
+	for _, sn := range sns {
+		for c := sn.Parent; c != "" && !used[c]; {
+			used[c] = true
+			l, err := s.Snaps.Layer(c)
+			if err != nil {
+				break
+			}
+			c = l.Parent
+		}
+	}
+	return used
+}
+
 // reunpack unpacks layer l again from its blob and puts the files in place.
+// Symbolic links are kept whatever their targets, as a committed or built
+// layer was unpacked (the layer was accepted once; paths are still resolved
+// inside the directory).
 func (s *Store) reunpack(l snapshot.Layer, blob ocispec.Descriptor) error {
 	f, err := s.Content.Open(blob.Digest)
 	if err != nil {
@@ -164,9 +214,9 @@ func (s *Store) reunpack(l snapshot.Layer, blob ocispec.Descriptor) error {
 	if err != nil {
 		return err
 	}
-	stats, err := archive.Unpack(context.Background(), f, st.Dir, archive.UnpackOptions{Digest: blob.Digest})
+	stats, err := archive.Unpack(context.Background(), f, st.Dir, archive.UnpackOptions{Digest: blob.Digest, AnySymlinkTarget: true})
 	if err == nil && stats.DiffID != l.DiffID {
-		err = fmt.Errorf("the blob has diff ID %s, the layer %s", stats.DiffID, l.DiffID)
+		err = fmt.Errorf("blob %s has diff ID %s, the layer %s", blob.Digest, stats.DiffID, l.DiffID)
 	}
 	if err != nil {
 		st.Abort()
@@ -176,13 +226,13 @@ func (s *Store) reunpack(l snapshot.Layer, blob ocispec.Descriptor) error {
 }
 
 // layerBlobs maps the chain ID of every layer that an image or the build
-// cache names to the blob it is unpacked from.
-func (s *Store) layerBlobs() (map[digest.Digest]ocispec.Descriptor, error) {
-	out := map[digest.Digest]ocispec.Descriptor{}
+// cache names to the blobs it is unpacked from.
+func (s *Store) layerBlobs() (map[digest.Digest][]ocispec.Descriptor, error) {
+	out := map[digest.Digest][]ocispec.Descriptor{}
 	add := func(diffIDs []digest.Digest, layers []ocispec.Descriptor) {
 		for i, c := range snapshot.ChainIDs(diffIDs) {
-			if i < len(layers) {
-				out[c] = layers[i]
+			if i < len(layers) && !slices.ContainsFunc(out[c], func(d ocispec.Descriptor) bool { return d.Digest == layers[i].Digest }) {
+				out[c] = append(out[c], layers[i])
 			}
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"time"
 
@@ -129,15 +130,10 @@ func (s *Store) writeArchive(ctx context.Context, w io.Writer, list []*saved) er
 		if err != nil {
 			return err
 		}
-		// Large blobs may not be in the page cache (a load writes them past
-		// it): have the kernel read the whole blob ahead while it is
-		// copied.
-		unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_SEQUENTIAL)
-		unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_WILLNEED)
 		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: blobName(d), Mode: 0o644, Size: st.Size(), ModTime: epoch, Format: tar.FormatPAX}); err != nil {
 			return err
 		}
-		if _, err := io.CopyBuffer(tw, f, make([]byte, 1<<20)); err != nil {
+		if _, err := io.CopyBuffer(tw, &readAhead{f: f}, make([]byte, 1<<20)); err != nil {
 			return fmt.Errorf("save blob %s: %w", d, err)
 		}
 		return nil
@@ -220,4 +216,26 @@ func (s *Store) writeArchive(ctx context.Context, w io.Writer, list []*saved) er
 
 func blobName(d digest.Digest) string {
 	return "blobs/" + string(d.Algorithm()) + "/" + d.Encoded()
+}
+
+// saveAhead is how far ahead of a blob's copy the kernel is asked to read.
+const saveAhead = 32 << 20
+
+// readAhead reads a blob, having the kernel read the next window ahead of
+// the copy: a blob may not be in the page cache (a load writes large blobs
+// past it), and the default read-ahead is a fraction of what the disk
+// takes at once.
+type readAhead struct {
+	f            *os.File
+	off, advised int64
+}
+
+func (r *readAhead) Read(p []byte) (int, error) {
+	if r.off+saveAhead/2 >= r.advised {
+		unix.Fadvise(int(r.f.Fd()), r.advised, saveAhead, unix.FADV_WILLNEED)
+		r.advised += saveAhead
+	}
+	n, err := r.f.Read(p)
+	r.off += int64(n)
+	return n, err
 }

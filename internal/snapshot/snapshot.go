@@ -147,6 +147,9 @@ func (s *Store) Layers() ([]Layer, error) {
 	var out []Layer
 	for _, e := range ents {
 		l, err := s.Layer(digest.NewDigestFromEncoded(digest.SHA256, e.Name()))
+		if errors.Is(err, errdefs.ErrNotFound) {
+			continue // removed meanwhile
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -320,7 +323,15 @@ func (s *Store) ReplaceLayerFS(st *Staging, l Layer) error {
 		return err
 	}
 	if err := unix.Renameat2(unix.AT_FDCWD, st.Dir, unix.AT_FDCWD, dst, unix.RENAME_EXCHANGE); err != nil {
-		return fmt.Errorf("layer %s: replace its files: %w", l.ChainID, err)
+		// No exchange here (or no old files): the old aside, then the new
+		// in; a crash between leaves the layer marked, without files, and
+		// the next Open does this again.
+		if err := os.Rename(dst, filepath.Join(st.top, "old")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("layer %s: replace its files: %w", l.ChainID, err)
+		}
+		if err := os.Rename(st.Dir, dst); err != nil {
+			return fmt.Errorf("layer %s: replace its files: %w", l.ChainID, err)
+		}
 	}
 	if err := syncDir(filepath.Dir(dst)); err != nil {
 		return fmt.Errorf("layer %s: %w", l.ChainID, err)

@@ -125,3 +125,95 @@ func TestLayersUnpackedAgainAfterASystemRestart(t *testing.T) {
 		}
 	}
 }
+
+// markEarlierBoot marks every layer of the store at root as committed
+// unsynced by another boot of the system, as after a crash.
+func markEarlierBoot(t *testing.T, root string) {
+	t.Helper()
+	for p, l := range layerRecords(t, root) {
+		l.Unsynced = "an-earlier-boot"
+		b, _ := json.Marshal(l)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A committed layer (whose symbolic links may point anywhere, as the
+// container made them) is unpacked again as it was; a layer whose blob is
+// gone is removed instead, and the store still opens.
+func TestRecoveryOfCommittedLayersAndMissingBlobs(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "store")
+	s, err := image.Open(root, image.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := imagetest.Tar(t, []imagetest.Entry{{Name: "etc", Type: tar.TypeDir, Mode: 0o755}, {Name: "etc/os", Data: "base"}})
+	loaded, err := s.Load(ctx, bytes.NewReader(makeArchive(t, "berth-test/base:1", [][]byte{base}, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Snaps.Prepare(ctx, "ctr", loaded[0].Image.TopLayer()); err != nil {
+		t.Fatal(err)
+	}
+	upper, err := s.Snaps.UpperDir("ctr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../../../../../usr/share/zoneinfo/UTC", filepath.Join(upper, "localtime")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(upper, "added"), []byte("added"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Commit(ctx, image.CommitOptions{Snapshot: "ctr", Image: loaded[0].Image.ID, Ref: "berth-test/committed:1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Snaps.Remove("ctr"); err != nil {
+		t.Fatal(err)
+	}
+	want := exportManifest(t, s, "berth-test/committed:1")
+	flush(t, s)
+	s.Close()
+
+	markEarlierBoot(t, root)
+	s, err = image.Open(root, image.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := exportManifest(t, s, "berth-test/committed:1"); !slices.Equal(got, want) {
+		t.Fatalf("committed image after its layers were unpacked again:\n%s", diff(want, got))
+	}
+	for p, l := range layerRecords(t, root) {
+		if l.Unsynced != "" {
+			t.Errorf("%s still marked (%s)", p, l.Unsynced)
+		}
+	}
+
+	// The committed layer's blob lost: that layer goes, the base stays.
+	im, err := s.Resolve("berth-test/committed:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	top := im.Manifest.Layers[len(im.Manifest.Layers)-1].Digest
+	s.Close()
+	if err := os.Remove(filepath.Join(root, "content", "blobs", "sha256", top.Encoded())); err != nil {
+		t.Fatal(err)
+	}
+	markEarlierBoot(t, root)
+	s, err = image.Open(root, image.Options{})
+	if err != nil {
+		t.Fatalf("the store does not open when a layer cannot be unpacked again: %v", err)
+	}
+	defer s.Close()
+	if s.Snaps.HasLayer(im.TopLayer()) {
+		t.Error("a layer that could not be unpacked again is still there")
+	}
+	if !s.Snaps.HasLayer(loaded[0].Image.TopLayer()) {
+		t.Error("the base layer, unpacked again, is gone")
+	}
+	if n, _ := s.Snaps.TempCount(); n != 0 {
+		t.Errorf("%d entries left in the snapshot store's tmp/", n)
+	}
+}
