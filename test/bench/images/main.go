@@ -19,9 +19,9 @@
 //     afterwards).
 //
 // The floors are `tar -xf layer.tar -C dir` of each layer in order into a
-// fresh directory, the same plus one syncfs (berth's load fsyncs its blobs
-// and syncs the file system before it commits layers), and `cp` of the
-// archive for save. Before every measured operation the bench runs sync(2),
+// fresh directory, the same plus one syncfs (the durable floor: berth's
+// load fsyncs its blobs before it records the image; its unpacked layers
+// are synced in the background), and `cp` of the archive for save. Before every measured operation the bench runs sync(2),
 // unmeasured, so no operation pays for the previous one's dirty pages.
 //
 // Everything runs in a private mount namespace (the program re-executes
