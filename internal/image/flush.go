@@ -188,14 +188,7 @@ func (s *Store) layersInUse() map[digest.Digest]bool {
 	used := map[digest.Digest]bool{}
 	sns, _ := s.Snaps.Snapshots()
 	for _, sn := range sns {
-		for c := sn.Parent; c != "" && !used[c]; {
-			used[c] = true
-			l, err := s.Snaps.Layer(c)
-			if err != nil {
-				break
-			}
-			c = l.Parent
-		}
+		s.markChain(sn.Parent, used)
 	}
 	return used
 }

@@ -107,20 +107,25 @@ func (s *Store) mark() (blobs map[digest.Digest]bool, layers map[digest.Digest]b
 			if l.Snapshot != "" {
 				snaps[l.Snapshot] = true
 				if sn, err := s.Snaps.Snapshot(l.Snapshot); err == nil {
-					for c := sn.Parent; c != "" && !layers[c]; {
-						layers[c] = true
-						ly, err := s.Snaps.Layer(c)
-						if err != nil {
-							break
-						}
-						c = ly.Parent
-					}
+					s.markChain(sn.Parent, layers)
 				}
 			}
 			return nil
 		})
 	})
 	return blobs, layers, snaps, err
+}
+
+// markChain marks layer top and every layer below it.
+func (s *Store) markChain(top digest.Digest, layers map[digest.Digest]bool) {
+	for c := top; c != "" && !layers[c]; {
+		layers[c] = true
+		l, err := s.Snaps.Layer(c)
+		if err != nil {
+			return
+		}
+		c = l.Parent
+	}
 }
 
 // markManifest marks a manifest, its config and layers, and the chain IDs
