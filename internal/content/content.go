@@ -232,10 +232,11 @@ func (s *Store) Writer(ctx context.Context) (*Writer, error) {
 	return &Writer{s: s, f: f, h: digest.SHA256.Hash()}, nil
 }
 
-// Direct has the writer write large aligned pieces past the page cache
+// Direct has WriteVec write runs of aligned buffers past the page cache
 // (O_DIRECT), which saves copying them and writing them back later: for
 // large blobs whose data the caller has in memory once anyway. Where the
-// file system refuses O_DIRECT, writes stay buffered.
+// file system refuses O_DIRECT, writes stay buffered; Write is always
+// buffered.
 func (w *Writer) Direct() {
 	if w.direct != nil {
 		return
@@ -257,7 +258,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 			return 0, err
 		}
 	}
-	n, err := w.write(p)
+	n, err := w.f.WriteAt(p, w.size)
 	w.h.Write(p[:n])
 	w.size += int64(n)
 	if err != nil {
@@ -272,12 +273,12 @@ func (w *Writer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// WriteVec writes bufs in order, as Write does each. With Direct, a run of
-// aligned buffers is hashed at once and goes to the disk in one request on
-// the writer's own goroutine, while the caller goes on; done is called
-// once the buffers are no longer used (at once when nothing is left
-// pending). A failure of such a write is returned by a later call, Commit
-// or Close.
+// WriteVec writes bufs in order, as Write does each. With Direct, a leading
+// run of aligned buffers is hashed at once and goes to the disk in one
+// request on the writer's own goroutine, while the caller goes on; the
+// rest is written by Write, after that run. done is called once the
+// buffers are no longer used. A failure of a write behind is returned by
+// a later call, Commit or Close.
 func (w *Writer) WriteVec(bufs [][]byte, done func()) error {
 	if err := w.asyncErr(); err != nil {
 		done()
@@ -289,46 +290,29 @@ func (w *Writer) WriteVec(bufs [][]byte, done func()) error {
 			run++
 		}
 	}
-	if run == 0 {
+	if run < len(bufs) {
+		// An unaligned rest, written (buffered, by Write) once the run
+		// before it is: done is for the whole.
 		defer done()
-		for _, b := range bufs {
-			if _, err := w.Write(b); err != nil {
-				return err
-			}
-		}
-		return nil
+		done = func() {}
 	}
-	if len(bufs) > run {
-		// A run and an unaligned rest: the end of the blob, written in
-		// order, here.
-		defer done()
-		if err := w.waitAsync(); err != nil {
-			return err
+	if run > 0 {
+		if w.aq == nil {
+			w.aq, w.aexit = make(chan pendingWrite, 4), make(chan struct{})
+			go w.writeBehind()
 		}
-		if err := w.writeRun(bufs[:run], w.size); err != nil {
-			return fmt.Errorf("write content: %w", err)
-		}
+		off := w.size
 		for _, b := range bufs[:run] {
 			w.h.Write(b)
 			w.size += int64(len(b))
 		}
-		for _, b := range bufs[run:] {
-			if _, err := w.Write(b); err != nil {
-				return err
-			}
+		w.aq <- pendingWrite{bufs: bufs[:run], off: off, done: done}
+	}
+	for _, b := range bufs[run:] {
+		if _, err := w.Write(b); err != nil {
+			return err
 		}
-		return nil
 	}
-	if w.aq == nil {
-		w.aq, w.aexit = make(chan pendingWrite, 4), make(chan struct{})
-		go w.writeBehind()
-	}
-	off := w.size
-	for _, b := range bufs {
-		w.h.Write(b)
-		w.size += int64(len(b))
-	}
-	w.aq <- pendingWrite{bufs: bufs, off: off, done: done}
 	return nil
 }
 
@@ -404,26 +388,6 @@ func (w *Writer) waitAsync() error {
 // aligned says whether O_DIRECT can write b whole.
 func aligned(b []byte) bool {
 	return len(b) > 0 && len(b)%directAlign == 0 && uintptr(unsafe.Pointer(&b[0]))%directAlign == 0
-}
-
-// write writes p at the end of the file: its aligned part with O_DIRECT
-// when Direct is on and the offset and buffer allow, the rest buffered.
-func (w *Writer) write(p []byte) (int, error) {
-	if w.direct == nil || w.directOff.Load() || w.size%directAlign != 0 || len(p) < directAlign || uintptr(unsafe.Pointer(&p[0]))%directAlign != 0 {
-		return w.f.WriteAt(p, w.size)
-	}
-	aligned := len(p) &^ (directAlign - 1)
-	n, err := w.direct.WriteAt(p[:aligned], w.size)
-	if errors.Is(err, unix.EINVAL) && n <= 0 {
-		// Not for this file system after all.
-		w.directOff.Store(true)
-		return w.f.WriteAt(p, w.size)
-	}
-	if err != nil || aligned == len(p) {
-		return n, err
-	}
-	m, err := w.f.WriteAt(p[aligned:], w.size+int64(aligned))
-	return n + m, err
 }
 
 // ReadFrom copies r into the blob with a large buffer.
