@@ -298,7 +298,7 @@ func (w *Writer) WriteVec(bufs [][]byte, done func()) error {
 	}
 	if run > 0 {
 		if w.aq == nil {
-			w.aq, w.aexit = make(chan pendingWrite, 4), make(chan struct{})
+			w.aq, w.aexit = make(chan pendingWrite, maxPending), make(chan struct{})
 			go w.writeBehind()
 		}
 		off := w.size
@@ -323,19 +323,49 @@ type pendingWrite struct {
 	done func()
 }
 
+const (
+	// maxPending is how many WriteVec calls may wait for writeBehind.
+	maxPending = 64
+	// maxRun and maxRunBufs bound the request writeBehind makes of the
+	// runs that wait: bytes, and buffers (well below IOV_MAX).
+	maxRun     = 8 << 20
+	maxRunBufs = 64
+)
+
 // writeBehind writes what WriteVec queued, in order, with O_DIRECT (or
-// buffered where the file system refuses it).
+// buffered where the file system refuses it), joining the runs that
+// wait into one request.
 func (w *Writer) writeBehind() {
 	defer close(w.aexit)
+	var bufs [][]byte
+	var dones []func()
 	for p := range w.aq {
+		bufs, dones = append(bufs[:0], p.bufs...), append(dones[:0], p.done)
+		off, n := p.off, vecLen(p.bufs)
+	join:
+		for n < maxRun && len(bufs) < maxRunBufs {
+			select {
+			case q, ok := <-w.aq:
+				if !ok {
+					break join
+				}
+				// Runs are queued in file order, each after the last.
+				bufs, dones = append(bufs, q.bufs...), append(dones, q.done)
+				n += vecLen(q.bufs)
+			default:
+				break join
+			}
+		}
 		if w.asyncErr() == nil {
-			if err := w.writeRun(p.bufs, p.off); err != nil {
+			if err := w.writeRun(bufs, off); err != nil {
 				w.amu.Lock()
 				w.aerr = fmt.Errorf("write content: %w", err)
 				w.amu.Unlock()
 			}
 		}
-		p.done()
+		for _, d := range dones {
+			d()
+		}
 	}
 }
 

@@ -163,6 +163,35 @@ func TestDirectWriteVec(t *testing.T) {
 		t.Fatal("the blob is not what was written")
 	}
 
+	// Many single-buffer runs queued at once are joined into fewer
+	// requests (at most maxRunBufs buffers each), in order, each handed
+	// back once.
+	w, err = s.Writer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Direct()
+	calls.Store(0)
+	want = want[:0]
+	small := alignedBuf(t, 2*maxRunBufs*directAlign, 5)
+	for i := 0; i < 2*maxRunBufs; i++ {
+		piece := small[i*directAlign : (i+1)*directAlign]
+		if err := w.WriteVec([][]byte{piece}, done); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, piece...)
+	}
+	info, err = w.Commit(digest.FromBytes(want), int64(len(want)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := calls.Load(); n != 2*maxRunBufs {
+		t.Errorf("done called %d times, want %d", n, 2*maxRunBufs)
+	}
+	if got, err := s.ReadAll(info.Digest, int64(len(want))); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("the joined blob is not what was written (%v)", err)
+	}
+
 	// Writes left behind by a writer that is closed uncommitted are
 	// waited for, their buffers handed back, and nothing is left.
 	w, err = s.Writer(ctx)

@@ -42,6 +42,9 @@ type early struct {
 	// unpacking is that far behind.
 	free chan *chunk
 	made int
+	// failed are the failures to read a layer of a random-access archive
+	// (readLayerAt), for finish.
+	failed []error
 	// slots bounds the streams alive at once (each holds a staging
 	// directory, two goroutines and an open blob).
 	slots chan struct{}
@@ -52,6 +55,9 @@ const (
 	maxChunks = 128
 	// writeBatch is how many chunks a blob write takes at most.
 	writeBatch = 8
+	// directMin is the size from which blobs are written past the page
+	// cache (content.Writer.Direct).
+	directMin = 4 << 20
 	// maxStreams is how many archive entries are stored and unpacked at
 	// once; the archive reader waits for one to end before it starts
 	// another.
@@ -192,7 +198,7 @@ func (o *op) stream(ctx context.Context, name string, expected digest.Digest, si
 			defer close(stored)
 			st.blob, st.err = o.storeStream(e, st, w, expected, size)
 		}()
-		f := &feed{e: e, q: st.q, qerr: &st.qerr}
+		f := &chunkReader{e: e, src: st.queued}
 		r.stats, r.err = archive.Unpack(e.ctx, f, staging.Dir, archive.UnpackOptions{Prehashed: true, InMemory: true})
 		// A failed unpack (of something that is not a layer after all,
 		// perhaps) leaves chunks the blob still takes.
@@ -210,7 +216,7 @@ func (o *op) stream(ctx context.Context, name string, expected digest.Digest, si
 // storeStream writes the chunks of st.bq to the blob and commits it.
 func (o *op) storeStream(e *early, st *stream, w *content.Writer, expected digest.Digest, size int64) (digest.Digest, error) {
 	defer w.Close()
-	if size >= 4*chunkSize {
+	if size >= directMin {
 		w.Direct()
 	}
 	var err error
@@ -246,6 +252,13 @@ func (o *op) storeStream(e *early, st *stream, w *content.Writer, expected diges
 	if st.qerr != nil {
 		return "", st.qerr
 	}
+	return o.commitStream(w, expected, size)
+}
+
+// commitStream commits a blob written while it was unpacked: one that is
+// stored already under its digest (and not named by the archive) is
+// dropped.
+func (o *op) commitStream(w *content.Writer, expected digest.Digest, size int64) (digest.Digest, error) {
 	d := w.Digest()
 	if expected == "" && o.s.Content.Exists(d) {
 		return d, nil
@@ -279,6 +292,9 @@ func (st *stream) end(err error) {
 func (e *early) finish(in *inArchive) error {
 	e.wg.Wait()
 	var first error
+	if len(e.failed) > 0 {
+		first = e.failed[0]
+	}
 	for _, st := range e.streams {
 		if st.err != nil {
 			if first == nil {
@@ -297,18 +313,20 @@ func (e *early) finish(in *inArchive) error {
 	return first
 }
 
-// feed is how a stream's unpacking reads its queued chunks.
-type feed struct {
-	e    *early
-	q    chan *chunk
-	qerr *error
+// chunkReader reads the chunks that src hands out, one after the other,
+// releasing each once it moves on: how an unpacking reads a layer held
+// in chunks.
+type chunkReader struct {
+	e *early
+	// src returns the next chunk, io.EOF after the last.
+	src func() (*chunk, error)
 	// c is the chunk being read, cur its unread rest.
 	c   *chunk
 	cur []byte
 	err error
 }
 
-func (f *feed) Read(p []byte) (int, error) {
+func (f *chunkReader) Read(p []byte) (int, error) {
 	for len(f.cur) == 0 {
 		if err := f.next(); err != nil {
 			return 0, err
@@ -320,7 +338,7 @@ func (f *feed) Read(p []byte) (int, error) {
 }
 
 // next takes the next chunk, releasing the last one.
-func (f *feed) next() error {
+func (f *chunkReader) next() error {
 	if f.c != nil {
 		f.e.release(f.c)
 		f.c, f.cur = nil, nil
@@ -328,28 +346,39 @@ func (f *feed) next() error {
 	if f.err != nil {
 		return f.err
 	}
-	c, ok := <-f.q
-	if !ok {
-		f.err = io.EOF
-		if *f.qerr != nil {
-			f.err = *f.qerr
-		}
-		return f.err
+	c, err := f.src()
+	if err != nil {
+		f.err = err
+		return err
 	}
 	f.c, f.cur = c, c.b
 	return nil
 }
 
-// drain releases what the unpacking left of the queue, so the archive
-// reader never waits for it.
-func (f *feed) drain() {
-	if f.c != nil {
-		f.e.release(f.c)
-		f.c = nil
+// drain takes (and releases) every chunk src has left, so that whoever
+// hands them out never waits: the rest of a stream's queue, or the rest of
+// a layer to store. It returns why the chunks ended early.
+func (f *chunkReader) drain() error {
+	for {
+		if err := f.next(); err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
 	}
-	for c := range f.q {
-		f.e.release(c)
+}
+
+// queued is a chunkReader source: a stream's queue for its unpacking.
+func (st *stream) queued() (*chunk, error) {
+	c, ok := <-st.q
+	if !ok {
+		if st.qerr != nil {
+			return nil, st.qerr
+		}
+		return nil, io.EOF
 	}
+	return c, nil
 }
 
 // take hands over the early unpacking of blob d, waiting for it to finish;

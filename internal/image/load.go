@@ -82,11 +82,45 @@ type inArchive struct {
 	links map[string]string
 }
 
+// nextEntry reads the header of the archive's next entry and the entry's
+// clean name; io.EOF after the last entry. last is the name of the entry
+// before, for errors.
+func nextEntry(tr *tar.Reader, last string) (*tar.Header, string, error) {
+	h, err := tr.Next()
+	switch {
+	case err == io.EOF:
+		return nil, "", err
+	case err != nil && last == "":
+		return nil, "", errdefs.InvalidWrap(err, "read archive: not a tar archive")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		// The archive ends within the last entry's data (skipped, not
+		// read) or the next header.
+		return nil, "", archiveEntryError(last, err)
+	case err != nil:
+		return nil, "", errdefs.InvalidWrap(err, "read archive after entry %q", last)
+	}
+	return h, path.Clean(strings.TrimPrefix(h.Name, "./")), nil
+}
+
+// link records an entry that is a symbolic or hard link to another.
+func (in *inArchive) link(name string, h *tar.Header) {
+	if h.Typeflag == tar.TypeSymlink {
+		in.links[name] = path.Join(path.Dir(name), h.Linkname)
+	} else {
+		in.links[name] = path.Clean(h.Linkname)
+	}
+}
+
 var blobPath = regexp.MustCompile(`^blobs/([a-z0-9]+)/([a-f0-9]+)$`)
 
 // readArchive stores every blob of the archive as it streams by,
 // verifying those named by digest.
 func (o *op) readArchive(ctx context.Context, r io.Reader) (*inArchive, error) {
+	if ra, ok := r.(randomAccess); ok {
+		if in, ok, err := o.readArchiveAt(ctx, ra); ok {
+			return in, err
+		}
+	}
 	dr, _, err := archive.DecompressStream(r)
 	if err != nil {
 		return nil, errdefs.InvalidWrap(err, "read archive")
@@ -99,7 +133,7 @@ func (o *op) readArchive(ctx context.Context, r io.Reader) (*inArchive, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		h, err := tr.Next()
+		h, name, err := nextEntry(tr, last)
 		if err == io.EOF {
 			if last == "" {
 				return nil, errdefs.Invalid("the archive is empty")
@@ -110,18 +144,12 @@ func (o *op) readArchive(ctx context.Context, r io.Reader) (*inArchive, error) {
 			return in, nil
 		}
 		if err != nil {
-			if last == "" {
-				return nil, errdefs.InvalidWrap(err, "read archive: not a tar archive")
-			}
-			return nil, errdefs.InvalidWrap(err, "read archive after entry %q", last)
+			return nil, err
 		}
-		name := path.Clean(strings.TrimPrefix(h.Name, "./"))
 		last = h.Name
 		switch h.Typeflag {
-		case tar.TypeSymlink:
-			in.links[name] = path.Join(path.Dir(name), h.Linkname)
-		case tar.TypeLink:
-			in.links[name] = path.Clean(h.Linkname)
+		case tar.TypeSymlink, tar.TypeLink:
+			in.link(name, h)
 		case tar.TypeReg:
 			if err := o.readEntry(ctx, in, name, h, tr); err != nil {
 				return nil, archiveEntryError(h.Name, err)
@@ -131,28 +159,9 @@ func (o *op) readArchive(ctx context.Context, r io.Reader) (*inArchive, error) {
 }
 
 func (o *op) readEntry(ctx context.Context, in *inArchive, name string, h *tar.Header, tr io.Reader) error {
-	var expected digest.Digest
-	if m := blobPath.FindStringSubmatch(name); m != nil {
-		expected = digest.NewDigestFromEncoded(digest.Algorithm(m[1]), m[2])
-		if err := expected.Validate(); err != nil {
-			return errdefs.Corrupt("%v", err)
-		}
-		if o.s.Content.Exists(expected) {
-			// Stored already (a base layer shared with another image);
-			// read past it.
-			if _, err := io.Copy(io.Discard, tr); err != nil {
-				return err
-			}
-			in.blobs[name] = expected
-			return nil
-		}
-	} else if h.Size <= maxDocument && (strings.HasSuffix(name, ".json") || name == "repositories" || name == "oci-layout") {
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			return err
-		}
-		in.docs[name] = b
-		return nil
+	expected, done, err := o.knownEntry(in, name, h, tr)
+	if err != nil || done {
+		return err
 	}
 	first, err := o.early.chunk(ctx)
 	if err != nil {
@@ -167,15 +176,48 @@ func (o *op) readEntry(ctx context.Context, in *inArchive, name string, h *tar.H
 	if looksLikeLayer(first.b) && !o.early.present[expected] {
 		return o.streamEntry(ctx, name, expected, h.Size, first, err == io.EOF, tr)
 	}
+	defer o.early.release(first)
+	return o.storeEntry(ctx, in, name, expected, h.Size, first.b, tr)
+}
+
+// knownEntry deals with the entries of an archive that are not read as
+// blobs: a blob named by a digest that is stored already (a base layer
+// shared with another image) is not read, documents are read into memory.
+// done says the entry needs nothing more; otherwise expected is its digest
+// when its name gives one.
+func (o *op) knownEntry(in *inArchive, name string, h *tar.Header, tr io.Reader) (expected digest.Digest, done bool, err error) {
+	if m := blobPath.FindStringSubmatch(name); m != nil {
+		expected = digest.NewDigestFromEncoded(digest.Algorithm(m[1]), m[2])
+		if err := expected.Validate(); err != nil {
+			return "", false, errdefs.Corrupt("%v", err)
+		}
+		if o.s.Content.Exists(expected) {
+			// The tar reader reads or seeks past it.
+			in.blobs[name] = expected
+			return expected, true, nil
+		}
+		return expected, false, nil
+	}
+	if h.Size <= maxDocument && (strings.HasSuffix(name, ".json") || name == "repositories" || name == "oci-layout") {
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			return "", false, err
+		}
+		in.docs[name] = b
+		return "", true, nil
+	}
+	return "", false, nil
+}
+
+// storeEntry stores an entry that is no layer as a blob: first, read
+// already, then the rest of tr.
+func (o *op) storeEntry(ctx context.Context, in *inArchive, name string, expected digest.Digest, size int64, first []byte, tr io.Reader) error {
 	w, err := o.s.Content.Writer(ctx)
 	if err != nil {
-		o.early.release(first)
 		return err
 	}
 	defer w.Close()
-	_, err = w.Write(first.b)
-	o.early.release(first)
-	if err != nil {
+	if _, err := w.Write(first); err != nil {
 		return err
 	}
 	if _, err := w.ReadFrom(tr); err != nil {
@@ -185,7 +227,7 @@ func (o *op) readEntry(ctx context.Context, in *inArchive, name string, h *tar.H
 		in.blobs[name] = w.Digest()
 		return nil
 	}
-	info, err := w.Commit(expected, h.Size)
+	info, err := w.Commit(expected, size)
 	if err != nil {
 		return err
 	}

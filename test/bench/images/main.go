@@ -68,6 +68,7 @@ var (
 	flagKeep       = flag.Bool("keep", false, "keep the work directory")
 	flagPhases     = flag.Bool("phases", true, "after the measurements, one more berth load with a phase breakdown")
 	flagCPUProf    = flag.String("cpuprofile", "", "write a CPU profile of the phase-breakdown berth load to this file")
+	flagTrace      = flag.String("trace", "", "write an execution trace (runtime/trace) of one more berth load to this file, with no stack sampling (go tool trace)")
 	flagPodman     = flag.String("podman", "podman", "podman binary")
 	flagDockerd    = flag.String("dockerd", "dockerd", "dockerd binary")
 	flagDocker     = flag.String("docker", "docker", "docker CLI binary")
@@ -248,6 +249,15 @@ func run(ctx context.Context, img *cachedImage, tools []tool) (ok bool) {
 				var err error
 				if ph, err = b.profiledLoad(ctx, *flagCPUProf); err != nil {
 					logf("berth phase breakdown: %v", err)
+				}
+			}
+		}
+	}
+	if *flagTrace != "" && !stopping.Load() {
+		for _, t := range tools {
+			if b, ok := t.(*berthTool); ok {
+				if err := b.tracedLoad(ctx, *flagTrace); err != nil {
+					logf("berth traced load: %v", err)
 				}
 			}
 		}

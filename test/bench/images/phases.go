@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
@@ -48,6 +49,8 @@ type phaseReport struct {
 var loadPhases = []marker{
 	{"content.(*Writer).Commit", "ingest: fsync + rename of a small blob"},
 	{"image.(*early).finish", "wait for the last layers to be stored and unpacked"},
+	{"image.(*op).entryAt", "read the archive's headers and documents (file: layers after)"},
+	{"image.(*op).readArchiveAt", "read the archive's headers and documents (file: layers after)"},
 	{"image.(*op).readEntry", "read the archive; each layer stored and unpacked as it streams"},
 	{"image.(*op).readArchive", "read the archive; each layer stored and unpacked as it streams"},
 	{"snapshot.(*Store).Sync", "syncfs of the unpacked layers"},
@@ -152,6 +155,27 @@ func (t *berthTool) profiledLoad(ctx context.Context, cpuProfile string) (*phase
 	rep.sys = time.Duration(ru1.Stime.Nano() - ru0.Stime.Nano())
 	rep.readBytes, rep.writeBytes = r1-r0, w1-w0
 	return rep, err
+}
+
+// tracedLoad loads the image once more into a fresh store with an execution
+// trace written to path.
+func (t *berthTool) tracedLoad(ctx context.Context, path string) error {
+	root := t.root + "-traced"
+	defer os.RemoveAll(root)
+	unix.Sync()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := trace.Start(f); err != nil {
+		return err
+	}
+	t0 := time.Now()
+	err = berthLoad(ctx, root, t.img)
+	trace.Stop()
+	logf("traced load: %.2f s, trace in %s (go tool trace %s)", time.Since(t0).Seconds(), path, path)
+	return err
 }
 
 // add attributes dt to what one all-goroutine stack dump shows.

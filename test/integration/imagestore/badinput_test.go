@@ -69,6 +69,17 @@ func makeArchive(t *testing.T, ref string, layers [][]byte, edit func(files []ar
 	return buf.Bytes()
 }
 
+// loadWays are the two ways a load reads an archive: at any offset (a file,
+// or bytes in memory: the layers are read in parallel after the headers)
+// and as a stream (a pipe, an HTTP body: each layer as it comes).
+var loadWays = []struct {
+	name   string
+	reader func([]byte) io.Reader
+}{
+	{"random-access", func(b []byte) io.Reader { return bytes.NewReader(b) }},
+	{"streamed", func(b []byte) io.Reader { return struct{ io.Reader }{bytes.NewReader(b)} }},
+}
+
 // Acceptance 3: broken input gets a precise error and leaves the store as it
 // was, which Check confirms.
 func TestBrokenInputLeavesStoreAsItWas(t *testing.T) {
@@ -135,26 +146,28 @@ func TestBrokenInputLeavesStoreAsItWas(t *testing.T) {
 	flush(t, s)
 	before := storeFiles(t, root)
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			_, err := s.Load(ctx, bytes.NewReader(c.input))
-			if err == nil {
-				t.Fatal("load succeeded")
-			}
-			t.Logf("error: %v", err)
-			if c.kind != nil && !errors.Is(err, c.kind) {
-				t.Errorf("error kind: %v, want %v", err, c.kind)
-			}
-			if !strings.Contains(err.Error(), c.want) {
-				t.Errorf("error %q does not mention %q", err, c.want)
-			}
-			if after := storeFiles(t, root); !slices.Equal(before, after) {
-				t.Errorf("store changed:\n%s", diff(before, after))
-			}
-			check(t, s)
-			if ims, _ := s.List(); len(ims) != 1 {
-				t.Errorf("%d images visible, want 1", len(ims))
-			}
-		})
+		for _, how := range loadWays {
+			t.Run(c.name+"/"+how.name, func(t *testing.T) {
+				_, err := s.Load(ctx, how.reader(c.input))
+				if err == nil {
+					t.Fatal("load succeeded")
+				}
+				t.Logf("error: %v", err)
+				if c.kind != nil && !errors.Is(err, c.kind) {
+					t.Errorf("error kind: %v, want %v", err, c.kind)
+				}
+				if !strings.Contains(err.Error(), c.want) {
+					t.Errorf("error %q does not mention %q", err, c.want)
+				}
+				if after := storeFiles(t, root); !slices.Equal(before, after) {
+					t.Errorf("store changed:\n%s", diff(before, after))
+				}
+				check(t, s)
+				if ims, _ := s.List(); len(ims) != 1 {
+					t.Errorf("%d images visible, want 1", len(ims))
+				}
+			})
+		}
 	}
 	// With the good layer stored, the same broken archives still fail: a
 	// layer blob that is already stored is trusted, but one that comes new
@@ -207,17 +220,20 @@ func TestDiskFullDuringLoad(t *testing.T) {
 	before := storeFiles(t, root)
 	// 3.5 MB: the blob fits, its unpacked copy does not.
 	big := imagetest.Tar(t, []imagetest.Entry{{Name: "big", Data: strings.Repeat("0123456789abcdef", 220<<10)}})
-	_, err = s.Load(ctx, bytes.NewReader(makeArchive(t, "berth-test/big:1", [][]byte{small, big}, nil)))
-	t.Logf("error: %v", err)
-	// Layers unpack while the archive is still read, so the disk may fill
-	// up in either: the error names the layer's tar entry or the archive's.
-	if !errors.Is(err, unix.ENOSPC) || !(strings.Contains(err.Error(), `tar entry "big"`) || strings.Contains(err.Error(), `archive entry "blobs/sha256/`)) {
-		t.Fatalf("load on a full disk: %v, want ENOSPC naming the entry being written", err)
+	for _, how := range loadWays {
+		_, err = s.Load(ctx, how.reader(makeArchive(t, "berth-test/big:1", [][]byte{small, big}, nil)))
+		t.Logf("%s: error: %v", how.name, err)
+		// Layers unpack while their blobs are written, so the disk may fill
+		// up in either: the error names the layer's tar entry or the
+		// archive's.
+		if !errors.Is(err, unix.ENOSPC) || !(strings.Contains(err.Error(), `tar entry "big"`) || strings.Contains(err.Error(), `archive entry "blobs/sha256/`)) {
+			t.Fatalf("%s load on a full disk: %v, want ENOSPC naming the entry being written", how.name, err)
+		}
+		if after := storeFiles(t, root); !slices.Equal(before, after) {
+			t.Errorf("%s: store changed:\n%s", how.name, diff(before, after))
+		}
+		check(t, s)
 	}
-	if after := storeFiles(t, root); !slices.Equal(before, after) {
-		t.Errorf("store changed:\n%s", diff(before, after))
-	}
-	check(t, s)
 	// The disk is usable again: the small image still exports.
 	if err := s.ExportImage(ctx, io.Discard, "berth-test/small:1"); err != nil {
 		t.Fatal(err)

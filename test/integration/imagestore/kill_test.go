@@ -44,7 +44,8 @@ func TestKilledLoadOrImportLeavesNothing(t *testing.T) {
 	importFile := filepath.Join(dir, "rootfs.tar")
 	os.WriteFile(importFile, bytes.Join(layers[:1], nil), 0o600)
 
-	for _, mode := range []string{"load", "import"} {
+	// load reads the file at any offset, load-stream reads it as a pipe.
+	for _, mode := range []string{"load", "load-stream", "import"} {
 		file := loadFile
 		if mode == "import" {
 			file = importFile

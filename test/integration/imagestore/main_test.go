@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,6 +75,8 @@ func child(spec string) int {
 	switch parts[0] {
 	case "load":
 		_, err = s.Load(ctx, f)
+	case "load-stream":
+		_, err = s.Load(ctx, struct{ io.Reader }{f})
 	case "import":
 		_, err = s.Import(ctx, f, image.ImportOptions{Ref: "killed:1"})
 	}

@@ -1,0 +1,279 @@
+package image
+
+import (
+	"archive/tar"
+	"cmp"
+	"context"
+	"errors"
+	"io"
+	"runtime"
+	"slices"
+
+	"berth/internal/archive"
+	"berth/internal/content"
+	"berth/internal/errdefs"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// randomAccess is an archive a load can read at any offset: a regular file,
+// or one held in memory.
+type randomAccess interface {
+	io.ReaderAt
+	io.Seeker
+}
+
+// layerAt is an entry of a random-access archive that looks like a layer,
+// stored and unpacked after the archive's headers are read.
+type layerAt struct {
+	name     string
+	st       *stream
+	expected digest.Digest
+	off      int64
+	size     int64
+}
+
+// readArchiveAt is readArchive for an uncompressed archive it can read at
+// any offset. It reads the headers first, skipping the layers' data, and
+// then has each of a few workers take a whole layer at a time, the largest
+// first: read it, hash it while it is in the CPU's cache, write the blob
+// behind (O_DIRECT) and unpack it, all on one goroutine. That reads and
+// touches each byte once per CPU, where the streaming load hands every
+// chunk from the goroutine reading the archive to others.
+//
+// ok is false, with the archive at its start again, when it is compressed
+// or cannot seek after all (a pipe behind an *os.File): readArchive then
+// streams it.
+func (o *op) readArchiveAt(ctx context.Context, ra randomAccess) (in *inArchive, ok bool, err error) {
+	start, err := ra.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return nil, false, nil
+	}
+	end, err := ra.Seek(0, io.SeekEnd)
+	if err != nil {
+		return nil, false, nil
+	}
+	if _, err := ra.Seek(start, io.SeekStart); err != nil {
+		return nil, false, nil
+	}
+	var head [512]byte
+	n, _ := ra.ReadAt(head[:], start)
+	if archive.DetectCompression(head[:n]) != archive.Uncompressed {
+		return nil, false, nil
+	}
+	pr := &posReader{ra: ra, off: start, end: end}
+	in = &inArchive{blobs: map[string]digest.Digest{}, docs: map[string][]byte{}, links: map[string]string{}}
+	var layers []*layerAt
+	// Whatever happens, every layer started is waited for (early.finish
+	// or early.close), so none is left running.
+	tr := tar.NewReader(pr)
+	last := ""
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, true, err
+		}
+		h, name, err := nextEntry(tr, last)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, true, err
+		}
+		last = h.Name
+		switch h.Typeflag {
+		case tar.TypeSymlink, tar.TypeLink:
+			in.link(name, h)
+		case tar.TypeReg:
+			l, err := o.entryAt(ctx, in, name, h, tr, ra, pr.off)
+			if err != nil {
+				return nil, true, archiveEntryError(h.Name, err)
+			}
+			if l != nil {
+				layers = append(layers, l)
+			}
+		}
+	}
+	if last == "" {
+		return nil, true, errdefs.Invalid("the archive is empty")
+	}
+	o.storeLayersAt(ctx, ra, layers)
+	if err := o.early.finish(in); err != nil {
+		return nil, true, err
+	}
+	return in, true, nil
+}
+
+// entryAt reads a regular file of the archive whose data starts at off:
+// documents into memory, blobs that are no layer into the store at once;
+// a layer is returned for storeLayersAt, its data left for tr to skip.
+func (o *op) entryAt(ctx context.Context, in *inArchive, name string, h *tar.Header, tr io.Reader, ra io.ReaderAt, off int64) (*layerAt, error) {
+	expected, done, err := o.knownEntry(in, name, h, tr)
+	if err != nil || done {
+		return nil, err
+	}
+	var head [512]byte
+	want := min(int64(len(head)), h.Size)
+	n, err := ra.ReadAt(head[:want], off)
+	if int64(n) < want {
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	if looksLikeLayer(head[:n]) && !o.early.present[expected] {
+		return &layerAt{name: name, expected: expected, off: off, size: h.Size}, nil
+	}
+	return nil, o.storeEntry(ctx, in, name, expected, h.Size, nil, tr)
+}
+
+// storeLayersAt stores and unpacks layers, the largest first, on a few
+// workers, and has early.finish wait for them.
+func (o *op) storeLayersAt(ctx context.Context, ra io.ReaderAt, layers []*layerAt) {
+	e := o.early
+	// In archive order, for finish to name the first failure.
+	for _, l := range layers {
+		l.st = &stream{name: l.name, done: make(chan struct{}), result: &earlyResult{done: make(chan struct{})}}
+		e.mu.Lock()
+		e.streams = append(e.streams, l.st)
+		e.all = append(e.all, l.st.result)
+		e.mu.Unlock()
+	}
+	order := slices.Clone(layers)
+	slices.SortStableFunc(order, func(a, b *layerAt) int { return cmp.Compare(b.size, a.size) })
+	next := make(chan *layerAt, len(order))
+	for _, l := range order {
+		next <- l
+	}
+	close(next)
+	workers := min(runtime.GOMAXPROCS(0), maxStreams, len(order))
+	e.wg.Add(workers)
+	for range workers {
+		go func() {
+			defer e.wg.Done()
+			for l := range next {
+				o.storeLayerAt(ctx, ra, l)
+			}
+		}()
+	}
+}
+
+// storeLayerAt stores the blob of one layer and unpacks it, reading it
+// once, on one goroutine.
+func (o *op) storeLayerAt(ctx context.Context, ra io.ReaderAt, l *layerAt) {
+	e := o.early
+	st, r := l.st, l.st.result
+	defer close(st.done)
+	defer close(r.done)
+	w, err := o.s.Content.Writer(ctx)
+	if err != nil {
+		st.err, r.err = err, err
+		return
+	}
+	defer w.Close()
+	if l.size >= directMin {
+		w.Direct()
+	}
+	r.staging, err = o.s.Snaps.NewLayer(ctx)
+	if err != nil {
+		st.err, r.err = err, err
+		return
+	}
+	sec := &section{e: e, ra: ra, off: l.off, end: l.off + l.size, w: w}
+	f := &chunkReader{e: e, src: sec.read}
+	r.stats, r.err = archive.Unpack(e.ctx, f, r.staging.Dir, archive.UnpackOptions{Prehashed: true, InMemory: true})
+	// What the unpacking left (all of it, when this is no layer after all)
+	// is stored all the same.
+	err = f.drain()
+	if err == nil && sec.werr != nil {
+		err = sec.werr
+	}
+	if err == nil {
+		st.blob, err = o.commitStream(w, l.expected, l.size)
+	}
+	if err != nil {
+		st.err = err
+		return
+	}
+	if r.err == nil && r.stats.DiffID == "" {
+		// Uncompressed: the blob is the tar stream.
+		r.stats.DiffID = st.blob
+	}
+}
+
+// posReader reads a random-access archive from off on, for tar.Reader,
+// which seeks past the data it is not asked for.
+type posReader struct {
+	ra       io.ReaderAt
+	off, end int64
+}
+
+func (p *posReader) Read(b []byte) (int, error) {
+	if p.off >= p.end {
+		return 0, io.EOF
+	}
+	b = b[:min(int64(len(b)), p.end-p.off)]
+	n, err := p.ra.ReadAt(b, p.off)
+	p.off += int64(n)
+	if err == io.EOF && n > 0 {
+		err = nil
+	}
+	return n, err
+}
+
+func (p *posReader) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += p.off
+	case io.SeekEnd:
+		offset += p.end
+	default:
+		return 0, errors.New("seek: bad whence")
+	}
+	if offset < 0 {
+		return 0, errors.New("seek: negative position")
+	}
+	p.off = offset
+	return offset, nil
+}
+
+// section is a chunkReader source: the data of one entry of a
+// random-access archive, read a chunk at a time, each chunk hashed and
+// queued to the blob's writer as soon as it is read, while it is in the
+// CPU's cache.
+type section struct {
+	e        *early
+	ra       io.ReaderAt
+	off, end int64
+	w        *content.Writer
+	// werr is the first failure to write the blob.
+	werr error
+}
+
+func (s *section) read() (*chunk, error) {
+	if s.off >= s.end {
+		return nil, io.EOF
+	}
+	c, err := s.e.chunk(s.e.ctx)
+	if err != nil {
+		return nil, err
+	}
+	want := min(int64(len(c.b)), s.end-s.off)
+	n, err := s.ra.ReadAt(c.b[:want], s.off)
+	if int64(n) < want {
+		s.e.release(c)
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	s.off += want
+	c.b = c.b[:want]
+	c.refs.Store(2)
+	if s.werr == nil {
+		s.werr = s.w.WriteVec([][]byte{c.b}, func() { s.e.release(c) })
+	} else {
+		s.e.release(c)
+	}
+	return c, nil
+}
