@@ -326,8 +326,9 @@ type pendingWrite struct {
 const (
 	// maxPending is how many WriteVec calls may wait for writeBehind.
 	maxPending = 64
-	// maxRun and maxRunBufs bound the request writeBehind makes of the
-	// runs that wait: bytes, and buffers (well below IOV_MAX).
+	// writeBehind stops joining the runs that wait once a request has
+	// maxRun bytes or maxRunBufs buffers (it may pass them by one run;
+	// IOV_MAX is 1024).
 	maxRun     = 8 << 20
 	maxRunBufs = 64
 )

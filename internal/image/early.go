@@ -3,6 +3,7 @@ package image
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -42,9 +43,6 @@ type early struct {
 	// unpacking is that far behind.
 	free chan *chunk
 	made int
-	// failed are the failures to read a layer of a random-access archive
-	// (readLayerAt), for finish.
-	failed []error
 	// slots bounds the streams alive at once (each holds a staging
 	// directory, two goroutines and an open blob).
 	slots chan struct{}
@@ -292,12 +290,9 @@ func (st *stream) end(err error) {
 func (e *early) finish(in *inArchive) error {
 	e.wg.Wait()
 	var first error
-	if len(e.failed) > 0 {
-		first = e.failed[0]
-	}
 	for _, st := range e.streams {
 		if st.err != nil {
-			if first == nil {
+			if first == nil && !errors.Is(st.err, errLayerSkipped) {
 				first = archiveEntryError(st.name, st.err)
 			}
 			continue

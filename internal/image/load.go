@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"path"
 	"regexp"
 	"strings"
+	"syscall"
 
 	"berth/internal/archive"
 	"berth/internal/errdefs"
@@ -87,9 +89,15 @@ type inArchive struct {
 // before, for errors.
 func nextEntry(tr *tar.Reader, last string) (*tar.Header, string, error) {
 	h, err := tr.Next()
+	var errno syscall.Errno
+	var pathErr *fs.PathError
 	switch {
 	case err == io.EOF:
 		return nil, "", err
+	case errors.As(err, &errno) || errors.As(err, &pathErr):
+		// Reading failed (a random-access archive is read by the tar
+		// reader when it skips data): no fault of the archive's.
+		return nil, "", fmt.Errorf("read archive after entry %q: %w", last, err)
 	case err != nil && last == "":
 		return nil, "", errdefs.InvalidWrap(err, "read archive: not a tar archive")
 	case errors.Is(err, io.ErrUnexpectedEOF):

@@ -8,6 +8,8 @@ import (
 	"io"
 	"runtime"
 	"slices"
+	"strings"
+	"sync/atomic"
 
 	"berth/internal/archive"
 	"berth/internal/content"
@@ -120,10 +122,22 @@ func (o *op) entryAt(ctx context.Context, in *inArchive, name string, h *tar.Hea
 		}
 		return nil, err
 	}
-	if looksLikeLayer(head[:n]) && !o.early.present[expected] {
+	// A sparse entry's data is not its content as stored (the tar reader
+	// expands it): read it through tr.
+	if looksLikeLayer(head[:n]) && !o.early.present[expected] && !sparse(h) {
 		return &layerAt{name: name, expected: expected, off: off, size: h.Size}, nil
 	}
 	return nil, o.storeEntry(ctx, in, name, expected, h.Size, nil, tr)
+}
+
+// sparse says whether h is a GNU sparse file in PAX form.
+func sparse(h *tar.Header) bool {
+	for k := range h.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
 }
 
 // storeLayersAt stores and unpacks layers, the largest first, on a few
@@ -146,16 +160,30 @@ func (o *op) storeLayersAt(ctx context.Context, ra io.ReaderAt, layers []*layerA
 	}
 	close(next)
 	workers := min(runtime.GOMAXPROCS(0), maxStreams, len(order))
+	// After a failure the load fails: the layers not started yet are not.
+	var failed atomic.Bool
 	e.wg.Add(workers)
 	for range workers {
 		go func() {
 			defer e.wg.Done()
 			for l := range next {
+				if failed.Load() {
+					l.st.err = errLayerSkipped
+					close(l.st.result.done)
+					close(l.st.done)
+					continue
+				}
 				o.storeLayerAt(ctx, ra, l)
+				if l.st.err != nil {
+					failed.Store(true)
+				}
 			}
 		}()
 	}
 }
+
+// errLayerSkipped marks the layers a failed load did not read.
+var errLayerSkipped = errors.New("not read: another layer failed")
 
 // storeLayerAt stores the blob of one layer and unpacks it, reading it
 // once, on one goroutine.
@@ -251,6 +279,13 @@ type section struct {
 }
 
 func (s *section) read() (*chunk, error) {
+	if s.werr != nil {
+		// The blob cannot be stored: no use reading on.
+		return nil, s.werr
+	}
+	if err := s.e.ctx.Err(); err != nil {
+		return nil, err
+	}
 	if s.off >= s.end {
 		return nil, io.EOF
 	}
