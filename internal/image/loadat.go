@@ -63,12 +63,13 @@ func (o *op) readArchiveAt(ctx context.Context, ra randomAccess) (in *inArchive,
 	if archive.DetectCompression(head[:n]) != archive.Uncompressed {
 		return nil, false, nil
 	}
-	pr := &posReader{ra: ra, off: start, end: end}
+	// The tar reader seeks past the data it is not asked for.
+	sr := io.NewSectionReader(ra, start, end-start)
 	in = &inArchive{blobs: map[string]digest.Digest{}, docs: map[string][]byte{}, links: map[string]string{}}
 	var layers []*layerAt
 	// Whatever happens, every layer started is waited for (early.finish
 	// or early.close), so none is left running.
-	tr := tar.NewReader(pr)
+	tr := tar.NewReader(sr)
 	last := ""
 	for {
 		if err := ctx.Err(); err != nil {
@@ -86,7 +87,8 @@ func (o *op) readArchiveAt(ctx context.Context, ra randomAccess) (in *inArchive,
 		case tar.TypeSymlink, tar.TypeLink:
 			in.link(name, h)
 		case tar.TypeReg:
-			l, err := o.entryAt(ctx, in, name, h, tr, ra, pr.off)
+			pos, _ := sr.Seek(0, io.SeekCurrent)
+			l, err := o.entryAt(ctx, in, name, h, tr, ra, start+pos)
 			if err != nil {
 				return nil, true, archiveEntryError(h.Name, err)
 			}
@@ -226,43 +228,6 @@ func (o *op) storeLayerAt(ctx context.Context, ra io.ReaderAt, l *layerAt) {
 		// Uncompressed: the blob is the tar stream.
 		r.stats.DiffID = st.blob
 	}
-}
-
-// posReader reads a random-access archive from off on, for tar.Reader,
-// which seeks past the data it is not asked for.
-type posReader struct {
-	ra       io.ReaderAt
-	off, end int64
-}
-
-func (p *posReader) Read(b []byte) (int, error) {
-	if p.off >= p.end {
-		return 0, io.EOF
-	}
-	b = b[:min(int64(len(b)), p.end-p.off)]
-	n, err := p.ra.ReadAt(b, p.off)
-	p.off += int64(n)
-	if err == io.EOF && n > 0 {
-		err = nil
-	}
-	return n, err
-}
-
-func (p *posReader) Seek(offset int64, whence int) (int64, error) {
-	switch whence {
-	case io.SeekStart:
-	case io.SeekCurrent:
-		offset += p.off
-	case io.SeekEnd:
-		offset += p.end
-	default:
-		return 0, errors.New("seek: bad whence")
-	}
-	if offset < 0 {
-		return 0, errors.New("seek: negative position")
-	}
-	p.off = offset
-	return offset, nil
 }
 
 // section is a chunkReader source: the data of one entry of a

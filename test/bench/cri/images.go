@@ -54,7 +54,7 @@ func makeInputs(work string) (*inputs, error) {
 }
 
 // fileTar writes a tar holding one executable, src's content as name.
-func fileTar(path, src, name string) error {
+func fileTar(path, src, name string) (err error) {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
@@ -68,20 +68,19 @@ func fileTar(path, src, name string) error {
 	if err != nil {
 		return err
 	}
+	defer func() {
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+	}()
 	tw := tar.NewWriter(out)
 	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: st.Size(), ModTime: st.ModTime(), Typeflag: tar.TypeReg, Format: tar.FormatPAX}); err != nil {
-		out.Close()
 		return err
 	}
 	if _, err := io.Copy(tw, in); err != nil {
-		out.Close()
 		return err
 	}
-	if err := tw.Close(); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	return tw.Close()
 }
 
 // imageConfig is the part of an image's config the bench sets.
