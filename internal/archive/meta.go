@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,14 +15,18 @@ import (
 // bits), then extended attributes (chown also clears file capabilities),
 // then times.
 
-// setFileMeta sets the owner, mode, extended attributes and times of the
-// regular file open at fd.
-func setFileMeta(fd int, hdr *tar.Header) error {
-	if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
-		return os.NewSyscallError("fchown", err)
+// setFileMeta sets the owner (with chown), the mode (with chmod), the
+// extended attributes and the times of the regular file open at fd.
+func setFileMeta(fd int, hdr *tar.Header, chown, chmod bool) error {
+	if chown {
+		if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
+			return os.NewSyscallError("fchown", err)
+		}
 	}
-	if err := unix.Fchmod(fd, modeOf(hdr)); err != nil {
-		return os.NewSyscallError("fchmod", err)
+	if chmod {
+		if err := unix.Fchmod(fd, modeOf(hdr)); err != nil {
+			return os.NewSyscallError("fchmod", err)
+		}
 	}
 	err := setXattrs(hdr, func(key string, val []byte) error { return unix.Fsetxattr(fd, key, val, 0) })
 	if err != nil {
@@ -30,12 +35,14 @@ func setFileMeta(fd int, hdr *tar.Header) error {
 	return setTimes(fd, "", hdr)
 }
 
-// setMetaAt sets the owner, mode (but of a symbolic link) and extended
-// attributes of base in the directory dirfd, never following a symbolic
-// link there; base "" is dirfd itself.
-func setMetaAt(dirfd int, base string, hdr *tar.Header) error {
-	if err := unix.Fchownat(dirfd, base, hdr.Uid, hdr.Gid, atFlags(base)); err != nil {
-		return os.NewSyscallError("fchownat", err)
+// setMetaAt sets the owner (with chown), mode (but of a symbolic link) and
+// extended attributes of base in the directory dirfd, never following a
+// symbolic link there; base "" is dirfd itself.
+func setMetaAt(dirfd int, base string, hdr *tar.Header, chown bool) error {
+	if chown {
+		if err := unix.Fchownat(dirfd, base, hdr.Uid, hdr.Gid, atFlags(base)); err != nil {
+			return os.NewSyscallError("fchownat", err)
+		}
 	}
 	if hdr.Typeflag != tar.TypeSymlink {
 		if err := chmodAt(dirfd, base, modeOf(hdr)); err != nil {
@@ -120,6 +127,72 @@ func atFlags(base string) int {
 		return unix.AT_EMPTY_PATH
 	}
 	return unix.AT_SYMLINK_NOFOLLOW
+}
+
+// made is what a new file gets from its creation already, so that Unpack
+// skips the calls that would not change it: the owner, when the header's
+// is the caller's and the directory passes no other group on; the mode,
+// when it has no set-id or sticky bit and the umask takes nothing from it.
+type made struct {
+	// ok is false when that is not known: owner and mode are then always set.
+	ok       bool
+	uid, gid int
+	umask    uint32
+}
+
+// newMade reads the caller's file system ids and umask. Directories with a
+// default ACL (root, or any the archive gives one) give new files modes of
+// their own: Unpack then sets every mode (made.ok false), as it does when
+// it works on an existing tree (WhiteoutApply), where any may have one.
+func newMade(rootfd int, opts UnpackOptions) made {
+	if opts.Whiteouts == WhiteoutApply {
+		return made{}
+	}
+	umask, ok := readUmask()
+	if !ok {
+		return made{}
+	}
+	if _, err := unix.Lgetxattr(procPath(rootfd, ""), aclDefaultXattr, nil); err != unix.ENODATA && !isNotSupported(err) {
+		return made{}
+	}
+	return made{ok: true, uid: unix.Geteuid(), gid: unix.Getegid(), umask: umask}
+}
+
+// readUmask reads the process' umask from /proc (Linux 4.7 and later),
+// which, unlike umask(2), leaves it as it is.
+func readUmask() (uint32, bool) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, false
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
+			return uint32(n), err == nil
+		}
+	}
+	return 0, false
+}
+
+// file returns the mode to create the regular file of hdr with, in a
+// directory whose new entries get group gid, and whether its owner and its
+// mode must still be set.
+func (m *made) file(hdr *tar.Header, gid int) (perm uint32, chown, chmod bool) {
+	if !m.ok {
+		return 0o600, true, true
+	}
+	chown = hdr.Uid != m.uid || hdr.Gid != gid
+	mode := modeOf(hdr)
+	if mode&^0o777 != 0 || mode&m.umask != 0 {
+		return 0o600, chown, true
+	}
+	return mode, chown, false
+}
+
+// owned says whether an entry made in a directory whose new entries get
+// group gid still needs the owner of hdr set.
+func (m *made) owned(hdr *tar.Header, gid int) bool {
+	return m.ok && hdr.Uid == m.uid && hdr.Gid == gid
 }
 
 func modeOf(hdr *tar.Header) uint32 { return uint32(hdr.Mode) & 0o7777 }

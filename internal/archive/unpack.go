@@ -31,6 +31,7 @@ const (
 	whiteoutOpaque     = ".wh..wh..opq"
 	overlayXattrPrefix = "trusted.overlay."
 	overlayOpaqueXattr = "trusted.overlay.opaque"
+	aclDefaultXattr    = "system.posix_acl_default"
 )
 
 // WhiteoutMode says what Unpack does with the whiteout entries of a layer.
@@ -114,7 +115,8 @@ func Unpack(ctx context.Context, r io.Reader, dir string, opts UnpackOptions) (U
 		return UnpackStats{}, &os.PathError{Op: "open", Path: dir, Err: err}
 	}
 	bufp := copyBufs.Get().(*[]byte)
-	u := &unpacker{opts: opts, rootfd: rootfd, buf: *bufp}
+	u := &unpacker{opts: opts, rootfd: rootfd, buf: *bufp, made: newMade(rootfd, opts)}
+	u.rootGid = u.newGid(rootfd)
 	defer func() {
 		u.parents.clear()
 		unix.Close(rootfd)
@@ -187,9 +189,13 @@ type unpacker struct {
 	// been resolved through it; the next lookup clears the cache.
 	staleParents bool
 	buf          []byte
-	dirs         []dirTimes
-	written      map[string]struct{} // paths this archive made; WhiteoutApply only
-	stats        UnpackStats
+	// made is what new entries get from their creation; rootGid is the
+	// group they get in the root (newGid).
+	made    made
+	rootGid int
+	dirs    []dirTimes
+	written map[string]struct{} // paths this archive made; WhiteoutApply only
+	stats   UnpackStats
 }
 
 // dirTimes are the times of a directory entry, set once every entry is in
@@ -217,6 +223,9 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 	}
 	if err := checkXattrs(hdr); err != nil {
 		return err
+	}
+	if _, ok := hdr.PAXRecords[xattrPAXPrefix+aclDefaultXattr]; ok {
+		u.made.ok = false // see newMade
 	}
 	if name == "" {
 		return u.root(hdr)
@@ -371,8 +380,30 @@ func (u *unpacker) parent(dir string, create bool) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("parent directory %q: %w", dir, err)
 	}
-	u.parents.put(dir, fd)
+	u.parents.put(dir, fd, u.newGid(fd))
 	return fd, nil
+}
+
+// newGid returns the group that entries made in the directory fd get: its
+// own when it has the set-group-ID bit, the caller's otherwise; -1 if
+// unknown.
+func (u *unpacker) newGid(fd int) int {
+	var st unix.Stat_t
+	if !u.made.ok || unix.Fstat(fd, &st) != nil {
+		return -1
+	}
+	if st.Mode&unix.S_ISGID != 0 {
+		return int(st.Gid)
+	}
+	return u.made.gid
+}
+
+// parentGid is newGid of pfd, a descriptor parent returned.
+func (u *unpacker) parentGid(pfd int) int {
+	if pfd == u.rootfd {
+		return u.rootGid
+	}
+	return u.parents.gid(pfd)
 }
 
 // mkdirAll makes the missing directories of dir (mode 0755, owned by the
@@ -463,9 +494,10 @@ func (u *unpacker) root(hdr *tar.Header) error {
 	if hdr.Typeflag != tar.TypeDir {
 		return errRootNotDir
 	}
-	if err := setMetaAt(u.rootfd, "", hdr); err != nil {
+	if err := setMetaAt(u.rootfd, "", hdr, true); err != nil {
 		return err
 	}
+	u.rootGid = u.newGid(u.rootfd)
 	u.dirs = append(u.dirs, dirTimes{name: hdr.Name, times: timesOf(hdr)})
 	return nil
 }
@@ -475,17 +507,21 @@ func (u *unpacker) mkdir(pfd int, name, base string, hdr *tar.Header) error {
 	if err != nil {
 		return os.NewSyscallError("mkdirat", err)
 	}
-	if err := setMetaAt(pfd, base, hdr); err != nil {
+	if err := setMetaAt(pfd, base, hdr, true); err != nil {
 		return err
 	}
+	// A directory kept may be cached as a parent, with the group it
+	// passed on before.
+	u.parents.forget(name)
 	u.dirs = append(u.dirs, dirTimes{name: hdr.Name, path: name, times: timesOf(hdr)})
 	return nil
 }
 
 func (u *unpacker) file(pfd int, base string, hdr *tar.Header, r io.Reader) error {
 	fd := -1
+	perm, chown, chmod := u.made.file(hdr, u.parentGid(pfd))
 	err := u.create(pfd, base, false, func() (err error) {
-		fd, err = unix.Openat(pfd, base, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		fd, err = unix.Openat(pfd, base, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm)
 		return err
 	})
 	if err != nil {
@@ -493,7 +529,7 @@ func (u *unpacker) file(pfd int, base string, hdr *tar.Header, r io.Reader) erro
 	}
 	err = u.copyData(fd, r, hdr.Size)
 	if err == nil {
-		err = setFileMeta(fd, hdr)
+		err = setFileMeta(fd, hdr, chown, chmod)
 	}
 	if cerr := unix.Close(fd); err == nil && cerr != nil {
 		err = os.NewSyscallError("close", cerr)
@@ -534,7 +570,7 @@ func (u *unpacker) symlink(pfd int, base string, hdr *tar.Header) error {
 	if err != nil {
 		return os.NewSyscallError("symlinkat", err)
 	}
-	if err := setMetaAt(pfd, base, hdr); err != nil {
+	if err := setMetaAt(pfd, base, hdr, !u.made.owned(hdr, u.parentGid(pfd))); err != nil {
 		return err
 	}
 	return setTimes(pfd, base, hdr)
@@ -555,7 +591,7 @@ func (u *unpacker) mknod(pfd int, base string, hdr *tar.Header) error {
 	if err != nil {
 		return os.NewSyscallError("mknodat", err)
 	}
-	if err := setMetaAt(pfd, base, hdr); err != nil {
+	if err := setMetaAt(pfd, base, hdr, true); err != nil {
 		return err
 	}
 	return setTimes(pfd, base, hdr)
@@ -727,6 +763,7 @@ func (u *unpacker) setDirTimes() error {
 type parentCache struct {
 	paths [8]string
 	fds   [8]int
+	gids  [8]int // unpacker.newGid of each
 	used  [8]uint64
 	n     int
 	clock uint64
@@ -743,9 +780,34 @@ func (c *parentCache) get(path string) (int, bool) {
 	return -1, false
 }
 
-// put adds fd, which the cache then owns, evicting the least recently
-// used entry if full.
-func (c *parentCache) put(path string, fd int) {
+// gid returns the group that entries made in the cached directory fd get,
+// -1 if fd is not cached.
+func (c *parentCache) gid(fd int) int {
+	for i := 0; i < c.n; i++ {
+		if c.fds[i] == fd {
+			return c.gids[i]
+		}
+	}
+	return -1
+}
+
+// forget closes and drops the entry of path, if cached.
+func (c *parentCache) forget(path string) {
+	for i := 0; i < c.n; i++ {
+		if c.paths[i] == path {
+			unix.Close(c.fds[i])
+			last := c.n - 1
+			c.paths[i], c.fds[i], c.gids[i], c.used[i] = c.paths[last], c.fds[last], c.gids[last], c.used[last]
+			c.paths[last] = ""
+			c.n--
+			return
+		}
+	}
+}
+
+// put adds fd, which the cache then owns, with the group entries made in
+// it get, evicting the least recently used entry if full.
+func (c *parentCache) put(path string, fd, gid int) {
 	i := c.n
 	if i == len(c.fds) {
 		i = 0
@@ -759,7 +821,7 @@ func (c *parentCache) put(path string, fd int) {
 		c.n++
 	}
 	c.clock++
-	c.paths[i], c.fds[i], c.used[i] = path, fd, c.clock
+	c.paths[i], c.fds[i], c.gids[i], c.used[i] = path, fd, gid, c.clock
 }
 
 func (c *parentCache) clear() {

@@ -366,6 +366,82 @@ func TestUnpackMetadata(t *testing.T) {
 	}
 }
 
+// Unpack skips chown and chmod where creation gives a file its owner and
+// mode already: never where it does not. A set-group-ID directory passes
+// its group on (before and after its own entry), the umask takes bits
+// from open's mode, and a default ACL decides the mode of new files.
+func TestUnpackCreationDefaults(t *testing.T) {
+	old := unix.Umask(0o027)
+	defer unix.Umask(old)
+	owned := func(e ent, uid, gid int) ent {
+		e.hdr.Uid, e.hdr.Gid = uid, gid
+		return e
+	}
+	mode := func(e ent, m int64) ent {
+		e.hdr.Mode = m
+		return e
+	}
+	// user::rwx group::--- other::--- : 0750 asked (which the umask
+	// leaves), 0700 made.
+	acl := string([]byte{2, 0, 0, 0, 1, 0, 7, 0, 0xff, 0xff, 0xff, 0xff, 4, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x20, 0, 0, 0, 0xff, 0xff, 0xff, 0xff})
+	aclDir := dirent("acl/", 0o755)
+	aclDir.hdr.PAXRecords = map[string]string{xattrPAXPrefix + aclDefaultXattr: acl}
+	sg := owned(dirent("g/", 0o2755), 0, 1234)
+	s := newSandbox(t)
+	_, err := unpack(t, mkTar(t,
+		reg("late/a", "x"), // makes late/ (0755, the caller's group)
+		owned(dirent("late/", 0o2755), 0, 1234),
+		reg("late/b", "x"),
+		sg,
+		reg("g/root", "x"),
+		owned(reg("g/inherit", "x"), 0, 1234),
+		symlink("g/link", "root"),
+		mode(reg("m664", "x"), 0o664),
+		mode(reg("m600", "x"), 0o600),
+		mode(reg("m755", "x"), 0o755),
+		owned(reg("other", "x"), 7, 8),
+		aclDir,
+		mode(reg("acl/f", "x"), 0o750),
+	), s.root, WhiteoutOverlay)
+	if isNotSupported(err) {
+		t.Skipf("no ACLs here: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name     string
+		mode     uint32
+		uid, gid uint32
+	}{
+		{"late/a", unix.S_IFREG | 0o644, 0, 0},
+		{"late/b", unix.S_IFREG | 0o644, 0, 0},
+		{"g/root", unix.S_IFREG | 0o644, 0, 0},
+		{"g/inherit", unix.S_IFREG | 0o644, 0, 1234},
+		{"g/link", unix.S_IFLNK | 0o777, 0, 0},
+		{"m664", unix.S_IFREG | 0o664, 0, 0},
+		{"m600", unix.S_IFREG | 0o600, 0, 0},
+		{"m755", unix.S_IFREG | 0o755, 0, 0},
+		{"other", unix.S_IFREG | 0o644, 7, 8},
+		{"acl/f", unix.S_IFREG | 0o750, 0, 0},
+	} {
+		st := lstat(t, filepath.Join(s.root, c.name))
+		if st.Mode != c.mode || st.Uid != c.uid || st.Gid != c.gid {
+			t.Errorf("%s: mode %o owner %d:%d, want %o %d:%d", c.name, st.Mode, st.Uid, st.Gid, c.mode, c.uid, c.gid)
+		}
+	}
+
+	// A default ACL on the extraction directory itself.
+	s = newSandbox(t)
+	if err := unix.Setxattr(s.root, aclDefaultXattr, []byte(acl), 0); err != nil {
+		t.Fatal(err)
+	}
+	mustUnpack(t, mkTar(t, mode(reg("f", "x"), 0o750)), s.root, WhiteoutOverlay)
+	if st := lstat(t, filepath.Join(s.root, "f")); st.Mode != unix.S_IFREG|0o750 {
+		t.Errorf("f in a root with a default ACL: mode %o, want 750", st.Mode)
+	}
+}
+
 // The root entry sets the extraction directory's own metadata.
 func TestUnpackRootEntry(t *testing.T) {
 	for _, name := range []string{".", "./", ""} {
