@@ -22,7 +22,9 @@
 // fresh directory, the same plus one syncfs (the durable floor: berth's
 // load fsyncs its blobs before it records the image; its unpacked layers
 // are synced in the background), and `cp` of the archive for save. Before every measured operation the bench runs sync(2),
-// unmeasured, so no operation pays for the previous one's dirty pages.
+// unmeasured, so no operation pays for the previous one's dirty pages; before
+// every load it also drops the clean page cache and reads the inputs once
+// (settle), so every load starts from the same state.
 //
 // Everything runs in a private mount namespace (the program re-executes
 // itself), so no mount outlives it. At the end the bench stops dockerd,
@@ -41,6 +43,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"runtime/debug"
 	"slices"
@@ -287,7 +290,9 @@ func measure(ctx context.Context, img *cachedImage, tools []tool) map[string]*sa
 			if ti.dropped || stopping.Load() {
 				continue
 			}
-			unix.Sync()
+			if err := settle(img); err != nil {
+				ti.check(err, "settle")
+			}
 			d, err := t.load(ctx)
 			if ti.check(err, "load") && measured && ti.hasLoad {
 				res[ti.name].load = append(res[ti.name].load, d)
@@ -310,6 +315,35 @@ func measure(ctx context.Context, img *cachedImage, tools []tool) map[string]*sa
 		logf("iteration %d/%d done (%s)", i+1, total, tag)
 	}
 	return res
+}
+
+// settle brings the machine to the same state before every load, whichever
+// tool ran before: sync(2), so no load pays for another's dirty pages; the
+// clean page cache dropped, so none pays for reclaiming what the previous
+// tools cached (tar -x works on one CPU and leaves the other to kswapd,
+// berth works on both); and the inputs (the archive and the layers) read
+// once, so every load finds them cached as they were after the build.
+func settle(img *cachedImage) error {
+	unix.Sync()
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("1"), 0); err != nil {
+		return fmt.Errorf("drop caches: %w", err)
+	}
+	paths := []string{img.archivePath()}
+	for i := range img.Layers {
+		paths = append(paths, img.layerPath(i))
+	}
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(io.Discard, f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("read %s: %w", p, err)
+		}
+	}
+	return nil
 }
 
 func exists(p string) bool {
