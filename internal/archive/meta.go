@@ -190,7 +190,7 @@ func (m *made) file(hdr *tar.Header, gid int) (perm uint32, chown, chmod bool) {
 }
 
 // owned says whether an entry made in a directory whose new entries get
-// group gid still needs the owner of hdr set.
+// group gid has the owner of hdr already, from its creation.
 func (m *made) owned(hdr *tar.Header, gid int) bool {
 	return m.ok && hdr.Uid == m.uid && hdr.Gid == gid
 }
