@@ -90,8 +90,9 @@ func writeCNIConf(confDir, ipamDir string) error {
 }
 
 // dial connects the bench's client to the engine's CRI socket and waits up to timeout for
-// Version to answer (the socket may come after the daemon's other one).
-func (e *eng) dial(ctx context.Context, d *harness.Daemon, timeout time.Duration) (*runtimeapi.VersionResponse, error) {
+// Version to answer (the socket may come after the daemon's other one); log is the daemon's,
+// shown when it does not.
+func (e *eng) dial(ctx context.Context, log string, timeout time.Duration) (*runtimeapi.VersionResponse, error) {
 	conn, err := grpc.NewClient("unix://"+e.sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, err
@@ -107,7 +108,7 @@ func (e *eng) dial(ctx context.Context, d *harness.Daemon, timeout time.Duration
 			return v, nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			b, _ := os.ReadFile(d.Log)
+			b, _ := os.ReadFile(log)
 			return nil, fmt.Errorf("CRI Version on %s: %v after %v\n%s", e.sock, err, timeout, engine.Tail(string(b), 2000))
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -116,50 +117,23 @@ func (e *eng) dial(ctx context.Context, d *harness.Daemon, timeout time.Duration
 
 // --- berthd ---
 
-// startBerth starts a private berthd in its own network namespace, as harness.StartBerthd
-// does (from a copy of -bin, its own data root, exec root, socket and daemon.json with the
-// cgroup parent) with the CNI keys in daemon.json, and connects to its CRI socket.
+// startBerth starts a private berthd in its own network namespace (harness.Engine.StartBerthd,
+// with the CNI keys in daemon.json) and connects to its CRI socket.
 func startBerth(ctx context.Context, dir, cgroupParent string) (*eng, error) {
 	e, err := newEng("berth", dir, filepath.Join(dir, "exec", "cri.sock"), cgroupParent)
 	if err != nil {
 		return e, err
 	}
-	bin := filepath.Join(dir, "bin")
-	if err := os.MkdirAll(bin, 0o755); err != nil {
-		return e, err
-	}
-	for _, b := range []string{"berthd", "berth-shim", "berth-runtime", "berth-init"} {
-		if err := harness.CopyFile(filepath.Join(*flagBin, b), filepath.Join(bin, b)); err != nil {
-			return e, fmt.Errorf("%v (make build first)", err)
-		}
-	}
-	sock := filepath.Join(dir, "berth.sock")
-	conf := map[string]any{"cgroup-parent": cgroupParent, "cni-conf-dir": e.cniDir, "cni-bin-dirs": []string{*flagCNIBin}}
-	b, _ := json.MarshalIndent(conf, "", "  ")
-	confPath := filepath.Join(dir, "daemon.json")
-	if err := os.WriteFile(confPath, append(b, '\n'), 0o644); err != nil {
-		return e, err
-	}
-	e.CLI = *flagDocker
-	e.Env = engine.BaseEnv("DOCKER_HOST=unix://"+sock, "DOCKER_CONFIG="+filepath.Join(dir, "cli"))
-	argv := []string{filepath.Join(bin, "berthd"), "-H", "unix://" + sock,
-		"--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "exec"), "--config-file", confPath}
-	if *flagDebug {
-		argv = append(argv, "--debug")
-	}
-	d, err := e.StartDaemon(argv, filepath.Join(dir, "berthd.log"), e.netns, 30*time.Second)
+	err = e.StartBerthd(ctx, harness.BerthOptions{Bin: *flagBin, Docker: *flagDocker, CgroupParent: cgroupParent, Debug: *flagDebug, NetNS: e.netns,
+		Config: map[string]any{"cni-conf-dir": e.cniDir, "cni-bin-dirs": []string{*flagCNIBin}}})
 	if err != nil {
 		return e, err
 	}
-	v, err := e.WaitReady(ctx, d, 30*time.Second, "{{.Server.Version}}")
+	cv, err := e.dial(ctx, filepath.Join(dir, "berthd.log"), 30*time.Second)
 	if err != nil {
 		return e, err
 	}
-	cv, err := e.dial(ctx, d, 30*time.Second)
-	if err != nil {
-		return e, err
-	}
-	e.Version = fmt.Sprintf("berthd %s (%s), CRI %s %s (API %s)", v, *flagBin, cv.RuntimeName, cv.RuntimeVersion, cv.RuntimeApiVersion)
+	e.Version += fmt.Sprintf(", CRI %s %s (API %s)", cv.RuntimeName, cv.RuntimeVersion, cv.RuntimeApiVersion)
 	return e, nil
 }
 
@@ -207,7 +181,7 @@ func startContainerd(ctx context.Context, dir, cgroupParent string) (*eng, error
 	if err != nil {
 		return e, err
 	}
-	cv, err := e.dial(ctx, d, 60*time.Second)
+	cv, err := e.dial(ctx, d.Log, 60*time.Second)
 	if err != nil {
 		return e, err
 	}

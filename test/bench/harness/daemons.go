@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -168,6 +169,8 @@ type BerthOptions struct {
 	Debug        bool     // berthd --debug
 	NetNS        string   // the network namespace it runs in (StartDaemon)
 	Env          []string // the CLI's environment besides DOCKER_HOST and DOCKER_CONFIG
+	// Config are daemon.json keys beyond the cgroup parent (the CRI bench's CNI keys).
+	Config map[string]any
 }
 
 // StartBerth starts a private berthd in dir (NewEngine, StartBerthd). It returns no engine
@@ -202,7 +205,13 @@ func (e *Engine) StartBerthd(ctx context.Context, o BerthOptions) error {
 	}
 	sock := filepath.Join(e.Dir, "berth.sock")
 	conf := filepath.Join(e.Dir, "daemon.json")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf("{\"cgroup-parent\": %q}\n", o.CgroupParent)), 0o644); err != nil {
+	keys := map[string]any{"cgroup-parent": o.CgroupParent}
+	maps.Copy(keys, o.Config)
+	b, err := json.MarshalIndent(keys, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(conf, append(b, '\n'), 0o644); err != nil {
 		return err
 	}
 	e.CLI = o.Docker
