@@ -71,6 +71,10 @@ type UnpackOptions struct {
 	// build context's, or what a build copies into an image): they are data, and Unpack
 	// still resolves every path it writes inside dir. Layers are unpacked without it.
 	AnySymlinkTarget bool
+	// Split has Unpack record the layer's split (UnpackStats.Split), for
+	// Rebuild to give the stream back from dir. Whiteouts must be
+	// WhiteoutOverlay.
+	Split bool
 }
 
 // UnpackStats describe an unpacked stream.
@@ -83,6 +87,9 @@ type UnpackStats struct {
 	DiffID digest.Digest
 	// Compression is what r was compressed with.
 	Compression Compression
+	// Split is the encoded split of the stream (UnpackOptions.Split): nil
+	// when the tree cannot give the stream back (see Rebuild).
+	Split []byte
 }
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
@@ -144,6 +151,10 @@ func Unpack(ctx context.Context, r io.Reader, dir string, opts UnpackOptions) (U
 		defer ra.Close() // before rc.Close
 		stream = ra
 	}
+	if opts.Split && comp == Uncompressed && opts.Whiteouts == WhiteoutOverlay {
+		u.split = newSplitRecorder(stream)
+		stream = u.split
+	}
 	tr := tar.NewReader(stream)
 	last := ""
 	for {
@@ -178,6 +189,9 @@ func Unpack(ctx context.Context, r io.Reader, dir string, opts UnpackOptions) (U
 	if hashTo == io.Discard {
 		u.stats.DiffID = opts.Digest
 	}
+	if u.split != nil {
+		u.stats.Split = u.split.finish()
+	}
 	return u.stats, nil
 }
 
@@ -196,6 +210,8 @@ type unpacker struct {
 	dirs    []dirTimes
 	written map[string]struct{} // paths this archive made; WhiteoutApply only
 	stats   UnpackStats
+	// split records the layer's split; UnpackOptions.Split only.
+	split *splitRecorder
 }
 
 // dirTimes are the times of a directory entry, set once every entry is in
@@ -226,6 +242,9 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 	}
 	if _, ok := hdr.PAXRecords[xattrPAXPrefix+aclDefaultXattr]; ok {
 		u.made.ok = false // see newMade
+	}
+	if u.split != nil && sparseHeader(hdr) {
+		u.split.broken = true
 	}
 	if name == "" {
 		return u.root(hdr)
@@ -259,7 +278,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 	case tar.TypeDir:
 		err = u.mkdir(pfd, name, base, hdr)
 	case tar.TypeReg, tar.TypeGNUSparse:
-		err = u.file(pfd, base, hdr, r)
+		err = u.file(pfd, name, base, hdr, r)
 	case tar.TypeSymlink:
 		err = u.symlink(pfd, base, hdr)
 	case tar.TypeLink:
@@ -466,6 +485,10 @@ func (u *unpacker) create(pfd int, base string, keepDir bool, mk func() error) e
 	// cache is cleared, but only at the next lookup, as the caller still uses pfd (which
 	// the cache owns).
 	stale := false
+	if u.split != nil && !(keepDir && st.Mode&unix.S_IFMT == unix.S_IFDIR) {
+		// What the replaced entry held is gone from the tree.
+		u.split.broken = true
+	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
 		if keepDir {
@@ -517,7 +540,7 @@ func (u *unpacker) mkdir(pfd int, name, base string, hdr *tar.Header) error {
 	return nil
 }
 
-func (u *unpacker) file(pfd int, base string, hdr *tar.Header, r io.Reader) error {
+func (u *unpacker) file(pfd int, name, base string, hdr *tar.Header, r io.Reader) error {
 	fd := -1
 	perm, chown, chmod := u.made.file(hdr, u.parentGid(pfd))
 	err := u.create(pfd, base, false, func() (err error) {
@@ -527,7 +550,13 @@ func (u *unpacker) file(pfd int, base string, hdr *tar.Header, r io.Reader) erro
 	if err != nil {
 		return os.NewSyscallError("openat", err)
 	}
+	if u.split != nil {
+		u.split.file(name, hdr.Size)
+	}
 	err = u.copyData(fd, r, hdr.Size)
+	if u.split != nil {
+		u.split.endFile()
+	}
 	if err == nil {
 		err = setFileMeta(fd, hdr, chown, chmod)
 	}

@@ -1,5 +1,7 @@
 // Package content owns berth's content-addressed blob store: manifests,
-// configs and layer tarballs stored by digest under <root>/blobs/<alg>/<hex>.
+// configs and layer tarballs stored by digest under <root>/blobs/<alg>/<hex>,
+// and uncompressed layer blobs kept as the split of their unpacked layer
+// under <root>/split/<alg>/<hex> (split.go).
 //
 // A blob is written to <root>/ingest, verified against its expected digest
 // and size, fsynced and renamed into place, so a blob is never visible before
@@ -35,19 +37,24 @@ import (
 // use by the goroutines of one process; internal/image makes sure one
 // process owns a store at a time.
 type Store struct {
-	root string
+	root  string
+	trees Trees
 }
 
 // Info describes a stored blob.
 type Info struct {
 	Digest digest.Digest
 	Size   int64
+	// Split says the blob is kept as a split (see PutSplit); Stored is
+	// the size of what is kept on disk for it.
+	Split  bool
+	Stored int64
 }
 
 // Open opens (creating if needed) the store at root and removes leftovers of
 // interrupted writes. The caller must be the only process using root.
 func Open(root string) (*Store, error) {
-	for _, d := range []string{"blobs/sha256", "ingest"} {
+	for _, d := range []string{"blobs/sha256", "split/sha256", "ingest"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o700); err != nil {
 			return nil, fmt.Errorf("content store: %w", err)
 		}
@@ -83,19 +90,28 @@ func (s *Store) Path(dgst digest.Digest) (string, error) {
 	return filepath.Join(s.root, "blobs", string(dgst.Algorithm()), dgst.Encoded()), nil
 }
 
-// Info returns the blob's size, or an ErrNotFound error.
+// Info returns the blob's size, or an ErrNotFound error: also for a split
+// blob with no tree to rebuild it from.
 func (s *Store) Info(dgst digest.Digest) (Info, error) {
 	p, err := s.Path(dgst)
 	if err != nil {
 		return Info{}, err
 	}
 	st, err := os.Stat(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return Info{}, errdefs.NotFound("content %s", dgst)
-	} else if err != nil {
+	if err == nil {
+		return Info{Digest: dgst, Size: st.Size(), Stored: st.Size()}, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
 		return Info{}, fmt.Errorf("content %s: %w", dgst, err)
 	}
-	return Info{Digest: dgst, Size: st.Size()}, nil
+	info, ok, err := s.splitInfo(dgst)
+	if err != nil {
+		return Info{}, err
+	}
+	if !ok || s.tree(dgst) == "" {
+		return Info{}, errdefs.NotFound("content %s", dgst)
+	}
+	return info, nil
 }
 
 // Exists reports whether the blob is stored.
@@ -105,16 +121,31 @@ func (s *Store) Exists(dgst digest.Digest) bool {
 }
 
 // Open opens a stored blob for reading.
-func (s *Store) Open(dgst digest.Digest) (*os.File, error) {
+func (s *Store) Open(dgst digest.Digest) (Blob, error) {
 	p, err := s.Path(dgst)
 	if err != nil {
 		return nil, err
 	}
 	f, err := os.Open(p)
-	if errors.Is(err, fs.ErrNotExist) {
+	if err == nil {
+		st, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("content %s: %w", dgst, err)
+		}
+		return &fileBlob{File: f, size: st.Size()}, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	info, ok, err := s.splitInfo(dgst)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
 		return nil, errdefs.NotFound("content %s", dgst)
 	}
-	return f, err
+	return s.openSplit(info)
 }
 
 // ReadAll reads a small blob (a manifest, an index, a config), refusing one
@@ -135,36 +166,59 @@ func (s *Store) ReadAll(dgst digest.Digest, max int64) ([]byte, error) {
 	return b, nil
 }
 
-// Delete removes a blob; a missing blob is not an error.
+// Delete removes a blob, plain or split; a missing blob is not an error.
 func (s *Store) Delete(dgst digest.Digest) error {
 	p, err := s.Path(dgst)
 	if err != nil {
 		return err
 	}
-	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("delete content %s: %w", dgst, err)
+	sp, _ := s.splitPath(dgst)
+	for _, p := range []string{p, sp} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("delete content %s: %w", dgst, err)
+		}
 	}
 	return nil
 }
 
-// Walk calls fn for every stored blob.
+// Walk calls fn for every stored blob: plain ones, then split ones (also
+// those with no tree left, for the collector to remove).
 func (s *Store) Walk(fn func(Info) error) error {
-	algs, err := os.ReadDir(filepath.Join(s.root, "blobs"))
-	if err != nil {
-		return fmt.Errorf("content store: %w", err)
-	}
-	for _, a := range algs {
-		ents, err := os.ReadDir(filepath.Join(s.root, "blobs", a.Name()))
+	plain := map[digest.Digest]bool{}
+	for _, kind := range []string{"blobs", "split"} {
+		algs, err := os.ReadDir(filepath.Join(s.root, kind))
 		if err != nil {
 			return fmt.Errorf("content store: %w", err)
 		}
-		for _, e := range ents {
-			info, err := e.Info()
+		for _, a := range algs {
+			ents, err := os.ReadDir(filepath.Join(s.root, kind, a.Name()))
 			if err != nil {
-				continue // removed meanwhile
+				return fmt.Errorf("content store: %w", err)
 			}
-			if err := fn(Info{Digest: digest.NewDigestFromEncoded(digest.Algorithm(a.Name()), e.Name()), Size: info.Size()}); err != nil {
-				return err
+			for _, e := range ents {
+				d := digest.NewDigestFromEncoded(digest.Algorithm(a.Name()), e.Name())
+				var info Info
+				if kind == "blobs" {
+					fi, err := e.Info()
+					if err != nil {
+						continue // removed meanwhile
+					}
+					plain[d] = true
+					info = Info{Digest: d, Size: fi.Size(), Stored: fi.Size()}
+				} else {
+					if plain[d] {
+						continue // made plain; the split goes with the next Delete
+					}
+					i, ok, err := s.splitInfo(d)
+					if err != nil || !ok {
+						info = Info{Digest: d, Split: true} // unreadable: for the collector all the same
+					} else {
+						info = i
+					}
+				}
+				if err := fn(info); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -528,15 +582,22 @@ func (w *Writer) closeDirect() {
 	}
 }
 
-// Sync makes renames into blobs/ durable (one fsync of the directory, for
-// callers that commit many blobs and then record them elsewhere).
+// Sync makes renames into blobs/ and split/ durable (an fsync of each
+// directory, for callers that commit many blobs and then record them
+// elsewhere).
 func (s *Store) Sync() error {
-	d, err := os.Open(filepath.Join(s.root, "blobs", "sha256"))
-	if err != nil {
-		return err
+	for _, kind := range []string{"blobs", "split"} {
+		d, err := os.Open(filepath.Join(s.root, kind, "sha256"))
+		if err != nil {
+			return err
+		}
+		err = unix.Fsync(int(d.Fd()))
+		d.Close()
+		if err != nil {
+			return fmt.Errorf("content store: sync: %w", err)
+		}
 	}
-	defer d.Close()
-	return unix.Fsync(int(d.Fd()))
+	return nil
 }
 
 // Ingest copies r into the store and commits it, verifying expected/size as

@@ -68,6 +68,9 @@ type earlyResult struct {
 	stats   archive.UnpackStats
 	err     error
 	taken   bool
+	// unstage, when set, ends the staging's role as the tree of a split
+	// blob (Store.stageTree).
+	unstage func()
 }
 
 func newEarly(ctx context.Context, s *Store) *early {
@@ -407,6 +410,9 @@ func (e *early) close() {
 	for _, r := range e.all {
 		if !r.taken && r.staging != nil {
 			r.staging.Abort()
+		}
+		if r.unstage != nil {
+			r.unstage()
 		}
 	}
 	e.results, e.all = nil, nil

@@ -4,11 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"slices"
 
 	"berth/internal/archive"
+	"berth/internal/errdefs"
 	"berth/internal/snapshot"
 
 	"github.com/opencontainers/go-digest"
@@ -158,6 +158,8 @@ func (s *Store) recoverLayers() error {
 		return err
 	}
 	var used map[digest.Digest]bool
+	// lost are split blobs whose last tree was a layer removed here.
+	lost := map[digest.Digest]bool{}
 	for _, l := range earlier {
 		err := errors.New("no image or build cache entry names a blob of it")
 		for _, blob := range blobs[l.ChainID] {
@@ -171,6 +173,14 @@ func (s *Store) recoverLayers() error {
 		if used == nil {
 			used = s.layersInUse()
 		}
+		info, ierr := s.Content.Info(l.DiffID)
+		split := ierr == nil && info.Split
+		if split && !errors.Is(err, errdefs.ErrCorrupt) {
+			// The layer holds its blob: removing it would lose the blob
+			// for a failure (a full disk) that says nothing of its files.
+			slog.Error("image store: a layer unpacked before the system restarted may have lost files, and cannot be checked now; it holds its own blob, so it is kept, and tried again at the next start", "layer", l.ChainID, "err", err)
+			continue
+		}
 		if used[l.ChainID] {
 			slog.Error("image store: a layer unpacked before the system restarted may have lost files, and cannot be unpacked again; a container stands on it, so it is kept", "layer", l.ChainID, "err", err)
 			continue
@@ -179,8 +189,49 @@ func (s *Store) recoverLayers() error {
 		if err := s.Snaps.RemoveLayer(l.ChainID); err != nil {
 			slog.Error("image store: remove layer", "layer", l.ChainID, "err", err)
 		}
+		if split && !s.Content.Exists(l.DiffID) {
+			lost[l.DiffID] = true
+		}
 	}
-	return nil
+	return s.dropLostImages(lost)
+}
+
+// dropLostImages removes the records of the images with a layer blob in
+// lost: split blobs whose files were lost with a crash of the system, soon
+// after the load that brought them. Such an image is gone, not broken;
+// loading it again brings it back.
+func (s *Store) dropLostImages(lost map[digest.Digest]bool) error {
+	if len(lost) == 0 {
+		return nil
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		var ids []digest.Digest
+		tx.Bucket(bucketImages).ForEach(func(k, _ []byte) error {
+			ids = append(ids, digest.Digest(k))
+			return nil
+		})
+		for _, id := range ids {
+			im, err := s.get(tx, id)
+			if err != nil || !slices.ContainsFunc(im.Manifest.Layers, func(l ocispec.Descriptor) bool { return lost[l.Digest] }) {
+				continue
+			}
+			for _, r := range append(im.RepoTags, im.RepoDigests...) {
+				if err := tx.Bucket(bucketRefs).Delete([]byte(r)); err != nil {
+					return err
+				}
+			}
+			if err := tx.Bucket(bucketImages).Delete([]byte(id)); err != nil {
+				return err
+			}
+			slog.Warn("image store: an image loaded just before the system restarted lost layer files with the crash, and is removed: load it again", "image", id, "tags", im.RepoTags)
+		}
+		for d := range lost {
+			if err := s.Content.Delete(d); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // layersInUse are the layers below containers' snapshots.
@@ -209,7 +260,7 @@ func (s *Store) reunpack(l snapshot.Layer, blob ocispec.Descriptor) error {
 	}
 	stats, err := archive.Unpack(context.Background(), f, st.Dir, archive.UnpackOptions{Digest: blob.Digest, AnySymlinkTarget: true})
 	if err == nil && stats.DiffID != l.DiffID {
-		err = fmt.Errorf("blob %s has diff ID %s, the layer %s", blob.Digest, stats.DiffID, l.DiffID)
+		err = errdefs.Corrupt("blob %s has diff ID %s, the layer %s", blob.Digest, stats.DiffID, l.DiffID)
 	}
 	if err != nil {
 		st.Abort()

@@ -414,15 +414,11 @@ func (o *op) layerDescriptor(d digest.Digest) (ocispec.Descriptor, error) {
 	defer f.Close()
 	head := make([]byte, 8)
 	n, _ := io.ReadFull(f, head)
-	st, err := f.Stat()
-	if err != nil {
-		return ocispec.Descriptor{}, err
-	}
 	c := archive.DetectCompression(head[:n])
 	if c != archive.Uncompressed && c != archive.Gzip && c != archive.Zstd {
 		return ocispec.Descriptor{}, errdefs.Invalid("layer %s is compressed with %s, which OCI images do not allow (use gzip, zstd or none)", d, c)
 	}
-	return ocispec.Descriptor{MediaType: layerMediaType(false, c.String()), Digest: d, Size: st.Size()}, nil
+	return ocispec.Descriptor{MediaType: layerMediaType(false, c.String()), Digest: d, Size: f.Size()}, nil
 }
 
 // synthesize writes an OCI manifest for a config and its layers (images that

@@ -33,6 +33,9 @@ type layerAt struct {
 	expected digest.Digest
 	off      int64
 	size     int64
+	// compressed says the layer's data is compressed: its blob is
+	// stored as it is read; an uncompressed one is kept as a split.
+	compressed bool
 }
 
 // readArchiveAt is readArchive for an uncompressed archive it can read at
@@ -127,7 +130,8 @@ func (o *op) entryAt(ctx context.Context, in *inArchive, name string, h *tar.Hea
 	// A sparse entry's data is not its content as stored (the tar reader
 	// expands it): read it through tr.
 	if looksLikeLayer(head[:n]) && !o.early.present[expected] && !sparse(h) {
-		return &layerAt{name: name, expected: expected, off: off, size: h.Size}, nil
+		compressed := archive.DetectCompression(head[:n]) != archive.Uncompressed
+		return &layerAt{name: name, expected: expected, off: off, size: h.Size, compressed: compressed}, nil
 	}
 	return nil, o.storeEntry(ctx, in, name, expected, h.Size, nil, tr)
 }
@@ -190,6 +194,10 @@ var errLayerSkipped = errors.New("not read: another layer failed")
 // storeLayerAt stores the blob of one layer and unpacks it, reading it
 // once, on one goroutine.
 func (o *op) storeLayerAt(ctx context.Context, ra io.ReaderAt, l *layerAt) {
+	if !l.compressed {
+		o.splitLayerAt(ctx, ra, l)
+		return
+	}
 	e := o.early
 	st, r := l.st, l.st.result
 	defer close(st.done)
@@ -230,10 +238,70 @@ func (o *op) storeLayerAt(ctx context.Context, ra io.ReaderAt, l *layerAt) {
 	}
 }
 
+// splitLayerAt unpacks an uncompressed layer and keeps its blob as the
+// layer's split (content.Store.PutSplit), so the layer is written once.
+// Where the split cannot be had (an entry replaced another; this is no
+// layer after all), the blob is stored from the archive, read once more.
+func (o *op) splitLayerAt(ctx context.Context, ra io.ReaderAt, l *layerAt) {
+	e := o.early
+	st, r := l.st, l.st.result
+	defer close(st.done)
+	defer close(r.done)
+	var err error
+	r.staging, err = o.s.Snaps.NewLayer(ctx)
+	if err != nil {
+		st.err, r.err = err, err
+		return
+	}
+	sec := &section{e: e, ra: ra, off: l.off, end: l.off + l.size}
+	f := &chunkReader{e: e, src: sec.read}
+	// Hashed by Unpack as it reads, while each chunk is in the CPU's
+	// cache (a hashing goroutine beside it was slower).
+	r.stats, r.err = archive.Unpack(e.ctx, f, r.staging.Dir, archive.UnpackOptions{InMemory: true, Split: true})
+	if err = f.drain(); err != nil {
+		st.err = err
+		return
+	}
+	if r.err == nil && r.stats.Split != nil {
+		st.blob, st.err = o.putSplit(ctx, l, r)
+		return
+	}
+	st.blob, st.err = o.storeSection(ctx, ra, l)
+}
+
+// putSplit keeps the blob of an unpacked layer as its split, the staged
+// layer its tree until the load ends.
+func (o *op) putSplit(ctx context.Context, l *layerAt, r *earlyResult) (digest.Digest, error) {
+	d := r.stats.DiffID
+	if l.expected != "" && d != l.expected {
+		return "", errdefs.Corrupt("content %s: data has digest %s", l.expected, d)
+	}
+	r.unstage = o.s.stageTree(d, r.staging.Dir)
+	created, err := o.s.Content.PutSplit(ctx, d, l.size, r.stats.Split)
+	if err != nil {
+		return "", err
+	}
+	o.ingested(d, created)
+	return d, nil
+}
+
+// storeSection stores an archive entry as a blob, read from the archive.
+func (o *op) storeSection(ctx context.Context, ra io.ReaderAt, l *layerAt) (digest.Digest, error) {
+	w, err := o.s.Content.Writer(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer w.Close()
+	if _, err := w.ReadFrom(io.NewSectionReader(ra, l.off, l.size)); err != nil {
+		return "", err
+	}
+	return o.commitStream(w, l.expected, l.size)
+}
+
 // section is a chunkReader source: the data of one entry of a
 // random-access archive, read a chunk at a time, each chunk hashed and
-// queued to the blob's writer as soon as it is read, while it is in the
-// CPU's cache.
+// queued to the blob's writer (when there is one) as soon as it is read,
+// while it is in the CPU's cache.
 type section struct {
 	e        *early
 	ra       io.ReaderAt
@@ -269,6 +337,10 @@ func (s *section) read() (*chunk, error) {
 	}
 	s.off += want
 	c.b = c.b[:want]
+	if s.w == nil {
+		c.refs.Store(1)
+		return c, nil
+	}
 	c.refs.Store(2)
 	if s.werr == nil {
 		s.werr = s.w.WriteVec([][]byte{c.b}, func() { s.e.release(c) })

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"berth/internal/content"
 	"berth/internal/errdefs"
 
 	"github.com/distribution/reference"
@@ -165,7 +165,7 @@ func pushBlob(ctx context.Context, p Pusher, b pushedBlob, from string, report f
 
 type pushedBlob struct {
 	desc  ocispec.Descriptor
-	f     *os.File
+	f     content.Blob
 	layer bool
 }
 

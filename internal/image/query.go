@@ -225,7 +225,7 @@ func (s *Store) DiskUsage() (Usage, error) {
 	for _, l := range ls {
 		u.LayersSize += l.Size
 	}
-	err = s.Content.Walk(func(i content.Info) error { u.BlobsSize += i.Size; return nil })
+	err = s.Content.Walk(func(i content.Info) error { u.BlobsSize += i.Stored; return nil })
 	return u, err
 }
 

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"time"
 
@@ -126,14 +125,14 @@ func (s *Store) writeArchive(ctx context.Context, w io.Writer, list []*saved) er
 			return fmt.Errorf("save: %w", err)
 		}
 		defer f.Close()
-		st, err := f.Stat()
-		if err != nil {
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: blobName(d), Mode: 0o644, Size: f.Size(), ModTime: epoch, Format: tar.FormatPAX}); err != nil {
 			return err
 		}
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: blobName(d), Mode: 0o644, Size: st.Size(), ModTime: epoch, Format: tar.FormatPAX}); err != nil {
-			return err
+		var r io.Reader = f
+		if file, ok := f.(fdReader); ok {
+			r = &readAhead{f: file}
 		}
-		if _, err := io.CopyBuffer(tw, &readAhead{f: f}, make([]byte, 1<<20)); err != nil {
+		if _, err := io.CopyBuffer(tw, r, make([]byte, 1<<20)); err != nil {
 			return fmt.Errorf("save blob %s: %w", d, err)
 		}
 		return nil
@@ -221,12 +220,18 @@ func blobName(d digest.Digest) string {
 // saveAhead is how far ahead of a blob's copy the kernel is asked to read.
 const saveAhead = 32 << 20
 
-// readAhead reads a blob, having the kernel read the next window ahead of
+// fdReader is a blob stored as a file.
+type fdReader interface {
+	io.Reader
+	Fd() uintptr
+}
+
+// readAhead reads a blob stored as a file, having the kernel read the next window ahead of
 // the copy: a blob may not be in the page cache (a load writes large blobs
 // past it), and the default read-ahead is a fraction of what the disk
 // takes at once.
 type readAhead struct {
-	f            *os.File
+	f            fdReader
 	off, advised int64
 }
 

@@ -59,6 +59,11 @@ type Store struct {
 	flushMu                      sync.Mutex
 	flushDone                    *sync.Cond // on flushMu: flushing ended
 	flushing, flushAgain, closed bool
+	// stagedTrees are the staged layers that split blobs stored by
+	// running operations are rebuilt from until the layers are
+	// committed (splitTrees).
+	stagedMu    sync.Mutex
+	stagedTrees map[digest.Digest][]string
 }
 
 // Options tunes Open.
@@ -101,6 +106,7 @@ func Open(root string, opts Options) (*Store, error) {
 		s.Snaps, err = snapshot.Open(filepath.Join(root, "snapshots"))
 	}
 	if err == nil {
+		s.Content.SetTrees(s.splitTrees)
 		err = s.recoverLayers()
 	}
 	if err != nil {

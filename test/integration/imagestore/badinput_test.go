@@ -218,8 +218,9 @@ func TestDiskFullDuringLoad(t *testing.T) {
 	}
 	flush(t, s)
 	before := storeFiles(t, root)
-	// 3.5 MB: the blob fits, its unpacked copy does not.
-	big := imagetest.Tar(t, []imagetest.Entry{{Name: "big", Data: strings.Repeat("0123456789abcdef", 220<<10)}})
+	// 7 MB: neither the blob nor its unpacked copy fits (a random-access
+	// load keeps no blob beside the layer: it is the layer's split).
+	big := imagetest.Tar(t, []imagetest.Entry{{Name: "big", Data: strings.Repeat("0123456789abcdef", 450<<10)}})
 	for _, how := range loadWays {
 		_, err = s.Load(ctx, how.reader(makeArchive(t, "berth-test/big:1", [][]byte{small, big}, nil)))
 		t.Logf("%s: error: %v", how.name, err)

@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 
+	"berth/internal/errdefs"
 	"berth/internal/image"
 	"berth/internal/snapshot"
 	"berth/test/imagetest"
@@ -41,7 +43,8 @@ func layerRecords(t *testing.T, root string) map[string]snapshot.Layer {
 // ID; the marks go once the files are synced (Flush, the background flush,
 // or the next Open in the same boot), and a layer marked in an earlier boot
 // of the system, whose files may be lost, is unpacked again from its blob
-// when the store opens.
+// when the store opens. A loaded layer's blob is its split, rebuilt from
+// the layer's own files: when they were lost, the image goes.
 func TestLayersUnpackedAgainAfterASystemRestart(t *testing.T) {
 	ctx := context.Background()
 	if snapshot.BootID() == "" {
@@ -77,14 +80,31 @@ func TestLayersUnpackedAgainAfterASystemRestart(t *testing.T) {
 	}
 	s.Close()
 
-	// As if the system had crashed after the load: both layers marked by
-	// another boot, and their files lost or cut short.
-	for p, l := range recs {
-		l.Unsynced = "an-earlier-boot"
-		b, _ := json.Marshal(l)
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
+	// As if the system had crashed after the load, with the files on
+	// disk: the layers' blobs are their splits, rebuilt from the layers
+	// themselves and checked against their digests, and the layers are
+	// unpacked again from them.
+	markEarlierBoot(t, root)
+	s, err = image.Open(root, image.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := exportManifest(t, s, "berth-test/durable:1"); !slices.Equal(got, want) {
+		t.Fatalf("tree after the layers were unpacked again:\n%s", diff(want, got))
+	}
+	for p, l := range layerRecords(t, root) {
+		if l.Unsynced != "" {
+			t.Errorf("%s still marked (%s) after it was unpacked again", p, l.Unsynced)
 		}
+	}
+	check(t, s)
+	s.Close()
+
+	// As if the system had crashed after the load, with files lost or cut
+	// short: the blobs cannot be rebuilt, so the image is gone (not
+	// broken), and loading it again brings it back.
+	markEarlierBoot(t, root)
+	for p := range layerRecords(t, root) {
 		fs := filepath.Join(filepath.Dir(p), "fs")
 		for _, f := range []string{"etc/os", "app/main"} {
 			if _, err := os.Stat(filepath.Join(fs, f)); err == nil {
@@ -100,17 +120,21 @@ func TestLayersUnpackedAgainAfterASystemRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if got := exportManifest(t, s, "berth-test/durable:1"); !slices.Equal(got, want) {
-		t.Fatalf("tree after the layers were unpacked again:\n%s", diff(want, got))
+	if im, err := s.Resolve("berth-test/durable:1"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("image whose layer files were lost: %v %v", im, err)
 	}
-	for p, l := range layerRecords(t, root) {
-		if l.Unsynced != "" {
-			t.Errorf("%s still marked (%s) after it was unpacked again", p, l.Unsynced)
-		}
+	if n := len(layerRecords(t, root)); n != 0 {
+		t.Errorf("%d layers left whose files were lost", n)
 	}
 	check(t, s)
 	if n, _ := s.Snaps.TempCount(); n != 0 {
 		t.Errorf("%d entries left in the snapshot store's tmp/", n)
+	}
+	if _, err := s.Load(ctx, bytes.NewReader(makeArchive(t, "berth-test/durable:1", [][]byte{base, top}, nil))); err != nil {
+		t.Fatal(err)
+	}
+	if got := exportManifest(t, s, "berth-test/durable:1"); !slices.Equal(got, want) {
+		t.Fatalf("tree loaded again:\n%s", diff(want, got))
 	}
 
 	// A load marks its layers until they are flushed.

@@ -1,0 +1,152 @@
+package imagestore_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"berth/internal/errdefs"
+	"berth/internal/image"
+	"berth/test/imagetest"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// A load that reads its archive at any offset keeps each uncompressed
+// layer blob as the layer's split: the layer is written once, and the
+// blob is rebuilt from its files, byte for byte, when it is read (save,
+// system check). A streamed load stores plain blobs.
+func TestLoadedLayersKeepTheirBlobsAsSplits(t *testing.T) {
+	ctx := context.Background()
+	base := imagetest.Tar(t, []imagetest.Entry{
+		{Name: "etc", Type: tar.TypeDir, Mode: 0o755},
+		{Name: "etc/os", Data: "base"},
+		{Name: "bin", Type: tar.TypeDir, Mode: 0o755},
+		{Name: "bin/tool", Data: strings.Repeat("tool ", 100000), Mode: 0o4755},
+		{Name: "bin/alias", Type: tar.TypeLink, Linkname: "bin/tool"},
+		{Name: "bin/sh", Type: tar.TypeSymlink, Linkname: "tool"},
+	})
+	top := imagetest.Tar(t, []imagetest.Entry{{Name: "etc/.wh.os", Data: ""}, {Name: "app", Type: tar.TypeDir, Mode: 0o755}, {Name: "app/main", Data: "main"}})
+	archive := makeArchive(t, "berth-test/split:1", [][]byte{base, top}, nil)
+	layers := []digest.Digest{digest.FromBytes(base), digest.FromBytes(top)}
+
+	root := filepath.Join(t.TempDir(), "store")
+	s, err := image.Open(root, image.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Load(ctx, bytes.NewReader(archive)); err != nil {
+		t.Fatal(err)
+	}
+	want := exportManifest(t, s, "berth-test/split:1")
+	for _, d := range layers {
+		info, err := s.Content.Info(d)
+		if err != nil || !info.Split || info.Stored*4 > info.Size {
+			t.Errorf("layer blob %s: %+v %v, want a split a fraction of its size", d, info, err)
+		}
+		if _, err := os.Stat(filepath.Join(root, "content", "blobs", "sha256", d.Encoded())); err == nil {
+			t.Errorf("layer blob %s stored plain as well", d)
+		}
+	}
+	check(t, s)
+
+	// Saved, the blobs are the bytes the archive had: the saved archive
+	// names them by digest, and loads into another store with the same
+	// tree.
+	var saved bytes.Buffer
+	if err := s.Save(ctx, &saved, []string{"berth-test/split:1"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range layers {
+		if got := savedBlob(t, saved.Bytes(), d); digest.FromBytes(got) != d {
+			t.Errorf("saved layer %s has digest %s", d, digest.FromBytes(got))
+		}
+	}
+	other, err := image.Open(filepath.Join(t.TempDir(), "other"), image.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	// Streamed: plain blobs.
+	if _, err := other.Load(ctx, struct{ io.Reader }{bytes.NewReader(saved.Bytes())}); err != nil {
+		t.Fatal(err)
+	}
+	if got := exportManifest(t, other, "berth-test/split:1"); !slices.Equal(got, want) {
+		t.Fatalf("saved and loaded again:\n%s", diff(want, got))
+	}
+	for _, d := range layers {
+		if info, err := other.Content.Info(d); err != nil || info.Split {
+			t.Errorf("streamed load: layer blob %s: %+v %v, want a plain blob", d, info, err)
+		}
+	}
+
+	// A layer's file changed behind the store's back: the blob is not
+	// given out with other bytes, and the check names it.
+	l, err := s.Snaps.LayerFS(layers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	tool := filepath.Join(l, "bin", "tool")
+	orig, err := os.ReadFile(tool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := bytes.Clone(orig)
+	changed[1000] = 'X'
+	if err := os.WriteFile(tool, changed, 0o4755); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Save(ctx, io.Discard, []string{"berth-test/split:1"})
+	if !errors.Is(err, errdefs.ErrCorrupt) || !strings.Contains(err.Error(), layers[0].String()) {
+		t.Errorf("save with a layer file changed: %v, want a corrupt error naming blob %s", err, layers[0])
+	}
+	ps, err := s.Check(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != 1 || !strings.Contains(ps[0].What, layers[0].String()) {
+		t.Errorf("check with a layer file changed: %+v, want the blob %s named", ps, layers[0])
+	}
+	if err := os.WriteFile(tool, orig, 0o4755); err != nil {
+		t.Fatal(err)
+	}
+	check(t, s)
+
+	// Removing the image removes the splits with the layers.
+	if _, err := s.Remove(ctx, "berth-test/split:1", image.RemoveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{"content/split/sha256", "content/blobs/sha256", "snapshots/layers"} {
+		if ents, _ := os.ReadDir(filepath.Join(root, dir)); len(ents) != 0 {
+			t.Errorf("%s holds %d entries after the image was removed", dir, len(ents))
+		}
+	}
+	check(t, s)
+}
+
+// savedBlob returns the blob d of a docker save archive.
+func savedBlob(t *testing.T, archive []byte, d digest.Digest) []byte {
+	t.Helper()
+	tr := tar.NewReader(bytes.NewReader(archive))
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			t.Fatalf("blob %s not in the saved archive: %v", d, err)
+		}
+		if h.Name == "blobs/sha256/"+d.Encoded() {
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+	}
+}
