@@ -297,6 +297,9 @@ func measure(ctx context.Context, img *cachedImage, tools []tool) map[string]*sa
 			if ti.check(err, "load") && measured && ti.hasLoad {
 				res[ti.name].load = append(res[ti.name].load, d)
 			}
+			if err == nil && ti.hasLoad {
+				logf("  %s load %.2f s", ti.name, d.Seconds())
+			}
 			if err == nil && ti.hasSave && !stopping.Load() {
 				unix.Sync()
 				d, err := t.save(ctx)
