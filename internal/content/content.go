@@ -264,6 +264,8 @@ type Writer struct {
 	amu   sync.Mutex
 	aerr  error
 	done  bool
+	// spool: see Spool.
+	spool bool
 }
 
 // writebackStep is how much a Writer lets become dirty before it starts
@@ -301,6 +303,11 @@ func (w *Writer) Direct() {
 	}
 }
 
+// Spool says the blob will likely be dropped (Close) rather than committed:
+// what is written stays in the page cache, with no early writeback, so a
+// blob dropped soon never reaches the disk. Commit still makes it durable.
+func (w *Writer) Spool() { w.spool = true }
+
 // directAlign is the alignment O_DIRECT needs of offsets, lengths and
 // buffers (the largest logical block size in use).
 const directAlign = 4096
@@ -318,7 +325,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 	if err != nil {
 		return n, fmt.Errorf("write content: %w", err)
 	}
-	if w.size-w.queued >= writebackStep {
+	if !w.spool && w.size-w.queued >= writebackStep {
 		// Start writing back what is written (asynchronously; errors
 		// show at Commit's fsync).
 		unix.SyncFileRange(int(w.f.Fd()), w.queued, w.size-w.queued, unix.SYNC_FILE_RANGE_WRITE)

@@ -10,6 +10,7 @@ import (
 
 	"berth/internal/archive"
 	"berth/internal/content"
+	"berth/internal/errdefs"
 	"berth/internal/snapshot"
 
 	"github.com/opencontainers/go-digest"
@@ -183,6 +184,9 @@ func (o *op) stream(ctx context.Context, name string, expected digest.Digest, si
 	}
 	st := &stream{name: name, q: make(chan *chunk, maxChunks+1), bq: make(chan *chunk, maxChunks+1), done: make(chan struct{}),
 		result: &earlyResult{done: make(chan struct{}), staging: staging}}
+	// An uncompressed layer is kept as its split when it can be: its blob
+	// is spooled meanwhile, and committed only when it cannot.
+	split := archive.DetectCompression(first.b) == archive.Uncompressed
 	st.queue(first)
 	e.mu.Lock()
 	e.streams = append(e.streams, st)
@@ -193,18 +197,30 @@ func (o *op) stream(ctx context.Context, name string, expected digest.Digest, si
 		defer e.wg.Done()
 		defer func() { <-e.slots }()
 		defer close(st.done)
+		defer w.Close()
 		r := st.result
 		stored := make(chan struct{})
 		go func() {
 			defer close(stored)
-			st.blob, st.err = o.storeStream(e, st, w, expected, size)
+			st.err = o.storeStream(e, st, w, size, split)
 		}()
 		f := &chunkReader{e: e, src: st.queued}
-		r.stats, r.err = archive.Unpack(e.ctx, f, staging.Dir, archive.UnpackOptions{Prehashed: true, InMemory: true})
+		r.stats, r.err = archive.Unpack(e.ctx, f, staging.Dir, archive.UnpackOptions{Prehashed: true, InMemory: true, Split: split})
 		// A failed unpack (of something that is not a layer after all,
 		// perhaps) leaves chunks the blob still takes.
 		f.drain()
 		<-stored
+		if st.err == nil {
+			switch {
+			case r.err == nil && r.stats.Split != nil && w.Size() != size:
+				st.err = errdefs.Corrupt("content %s: got %d bytes, expected %d", expected, w.Size(), size)
+			case r.err == nil && r.stats.Split != nil:
+				r.stats.DiffID = w.Digest()
+				st.blob, st.err = o.putSplit(ctx, expected, size, r)
+			default:
+				st.blob, st.err = o.commitStream(w, expected, size)
+			}
+		}
 		if r.err == nil && r.stats.DiffID == "" && st.err == nil {
 			// Uncompressed: the blob is the tar stream.
 			r.stats.DiffID = st.blob
@@ -214,10 +230,14 @@ func (o *op) stream(ctx context.Context, name string, expected digest.Digest, si
 	return st, nil
 }
 
-// storeStream writes the chunks of st.bq to the blob and commits it.
-func (o *op) storeStream(e *early, st *stream, w *content.Writer, expected digest.Digest, size int64) (digest.Digest, error) {
-	defer w.Close()
-	if size >= directMin {
+// storeStream writes the chunks of st.bq to the blob. With spool, the
+// blob will likely be dropped (the layer keeps it as its split): it is
+// written to the page cache and not written back early; otherwise large
+// blobs are written past the page cache (content.Writer.Direct).
+func (o *op) storeStream(e *early, st *stream, w *content.Writer, size int64, spool bool) error {
+	if spool {
+		w.Spool()
+	} else if size >= directMin {
 		w.Direct()
 	}
 	var err error
@@ -248,12 +268,9 @@ func (o *op) storeStream(e *early, st *stream, w *content.Writer, expected diges
 	}
 	flush()
 	if err != nil {
-		return "", err
+		return err
 	}
-	if st.qerr != nil {
-		return "", st.qerr
-	}
-	return o.commitStream(w, expected, size)
+	return st.qerr
 }
 
 // commitStream commits a blob written while it was unpacked: one that is

@@ -263,21 +263,22 @@ func (o *op) splitLayerAt(ctx context.Context, ra io.ReaderAt, l *layerAt) {
 		return
 	}
 	if r.err == nil && r.stats.Split != nil {
-		st.blob, st.err = o.putSplit(ctx, l, r)
+		st.blob, st.err = o.putSplit(ctx, l.expected, l.size, r)
 		return
 	}
 	st.blob, st.err = o.storeSection(ctx, ra, l)
 }
 
-// putSplit keeps the blob of an unpacked layer as its split, the staged
-// layer its tree until the load ends.
-func (o *op) putSplit(ctx context.Context, l *layerAt, r *earlyResult) (digest.Digest, error) {
+// putSplit keeps the blob of an unpacked layer (size bytes, whose digest,
+// its diff ID, is expected when not empty) as its split, the staged layer
+// its tree until the load ends.
+func (o *op) putSplit(ctx context.Context, expected digest.Digest, size int64, r *earlyResult) (digest.Digest, error) {
 	d := r.stats.DiffID
-	if l.expected != "" && d != l.expected {
-		return "", errdefs.Corrupt("content %s: data has digest %s", l.expected, d)
+	if expected != "" && d != expected {
+		return "", errdefs.Corrupt("content %s: data has digest %s", expected, d)
 	}
 	r.unstage = o.s.stageTree(d, r.staging.Dir)
-	created, err := o.s.Content.PutSplit(ctx, d, l.size, r.stats.Split)
+	created, err := o.s.Content.PutSplit(ctx, d, size, r.stats.Split)
 	if err != nil {
 		return "", err
 	}
