@@ -300,9 +300,9 @@ func (o *op) storeSection(ctx context.Context, ra io.ReaderAt, l *layerAt) (dige
 }
 
 // section is a chunkReader source: the data of one entry of a
-// random-access archive, read a chunk at a time, each chunk hashed and
-// queued to the blob's writer (when there is one) as soon as it is read,
-// while it is in the CPU's cache.
+// random-access archive, read a chunk at a time. With a blob writer, each
+// chunk is queued to it (which hashes it) as soon as it is read, while it
+// is in the CPU's cache; without, the unpacking hashes it as it reads.
 type section struct {
 	e        *early
 	ra       io.ReaderAt

@@ -226,10 +226,10 @@ type fdReader interface {
 	Fd() uintptr
 }
 
-// readAhead reads a blob stored as a file, having the kernel read the next window ahead of
-// the copy: a blob may not be in the page cache (a load writes large blobs
-// past it), and the default read-ahead is a fraction of what the disk
-// takes at once.
+// readAhead reads a blob stored as a file, having the kernel read the next
+// window ahead of the copy: a blob may not be in the page cache (a load
+// writes large blobs past it), and the default read-ahead is a fraction of
+// what the disk takes at once.
 type readAhead struct {
 	f            fdReader
 	off, advised int64
