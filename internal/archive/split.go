@@ -250,7 +250,8 @@ func (r *rebuilder) next() error {
 			return fmt.Errorf("layer split: bad file record (%v)", noEOF(err))
 		}
 		r.name = string(name)
-		fd, err := resolveInRoot(r.rootfd, r.name, unix.O_RDONLY|unix.O_NOFOLLOW)
+		// O_NONBLOCK: a FIFO put in its place (a tree changed) must not block the open.
+		fd, err := resolveInRoot(r.rootfd, r.name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK)
 		if err != nil {
 			return fmt.Errorf("%w: %s: %v", ErrSplitMismatch, r.name, err)
 		}

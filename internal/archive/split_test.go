@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // splitUnpack unpacks data with a split, through the read-ahead or the
@@ -156,6 +158,10 @@ func TestSplitTreeChanged(t *testing.T) {
 		"symlink": func(dir string) error {
 			os.Remove(filepath.Join(dir, "a"))
 			return os.Symlink("b", filepath.Join(dir, "a"))
+		},
+		"fifo": func(dir string) error {
+			os.Remove(filepath.Join(dir, "a"))
+			return unix.Mkfifo(filepath.Join(dir, "a"), 0o644)
 		},
 		"not file": func(dir string) error {
 			os.Remove(filepath.Join(dir, "a"))
