@@ -59,10 +59,20 @@ func newSplitRecorder(r io.Reader) *splitRecorder {
 	return s
 }
 
+// maxSplit bounds what a split keeps in memory: past it (gigabytes of
+// whiteout content or of bytes after the archive's end), the layer keeps a
+// plain blob instead.
+const maxSplit = 64 << 20
+
 func (s *splitRecorder) Read(p []byte) (int, error) {
 	n, err := s.r.Read(p)
 	if !s.data && !s.broken {
-		s.raw = append(s.raw, p[:n]...)
+		if len(s.raw)+s.out.Len()+n > maxSplit {
+			s.broken = true
+			s.raw, s.out = nil, bytes.Buffer{}
+		} else {
+			s.raw = append(s.raw, p[:n]...)
+		}
 	}
 	return n, err
 }
@@ -175,6 +185,9 @@ type rebuilder struct {
 }
 
 func (r *rebuilder) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, r.err
+	}
 	for r.err == nil {
 		switch {
 		case r.raw > 0:

@@ -106,6 +106,7 @@ func TestSplitRefused(t *testing.T) {
 		"whiteout over a file": mkTar(t, reg("a", "first"), reg(".wh.a", "")),
 		"hard link over":       mkTar(t, reg("a", "a"), reg("b", "b"), hardlink("b", "a")),
 		"gzip":                 compress(t, mkTar(t, reg("a", "a")), Gzip),
+		"too much to keep":     mkTar(t, reg("a", "a"), reg(".wh.big", strings.Repeat("x", maxSplit+1))),
 	} {
 		st := splitUnpack(t, data, t.TempDir(), false)
 		if st.Split != nil {

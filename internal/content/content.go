@@ -108,7 +108,7 @@ func (s *Store) Info(dgst digest.Digest) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	if !ok || s.tree(dgst) == "" {
+	if !ok || s.tree(dgst, false) == "" {
 		return Info{}, errdefs.NotFound("content %s", dgst)
 	}
 	return info, nil

@@ -37,8 +37,11 @@ import (
 // it a plain blob first (Materialize).
 
 // Trees names the directories a split blob can be rebuilt from, best
-// first.
-type Trees func(digest.Digest) []string
+// first. With staged, it also names trees not committed yet (layers an
+// operation has unpacked, for its own reads): those make Open work, not
+// Exists or Info, so another operation does not skip storing a blob whose
+// only tree may still be dropped.
+type Trees func(d digest.Digest, staged bool) []string
 
 // SetTrees sets the function that finds the trees of split blobs. It is
 // called once, before the store is used.
@@ -98,11 +101,11 @@ func readSplitInfo(f *os.File, dgst digest.Digest) (Info, bool, error) {
 }
 
 // tree returns the first existing tree of a split blob, "" if none.
-func (s *Store) tree(dgst digest.Digest) string {
+func (s *Store) tree(dgst digest.Digest, staged bool) string {
 	if s.trees == nil {
 		return ""
 	}
-	for _, t := range s.trees(dgst) {
+	for _, t := range s.trees(dgst, staged) {
 		if st, err := os.Stat(t); err == nil && st.IsDir() {
 			return t
 		}
@@ -171,7 +174,7 @@ func (s *Store) openSplit(info Info) (Blob, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("content %s: %w", info.Digest, err)
 	}
-	tree := s.tree(info.Digest)
+	tree := s.tree(info.Digest, true)
 	if tree == "" {
 		return nil, errdefs.NotFound("content %s: no unpacked layer holds its files", info.Digest)
 	}
@@ -211,6 +214,17 @@ func (s *Store) Materialize(ctx context.Context, dgst digest.Digest) error {
 	return removeFile(p)
 }
 
+// IsSplit says whether blob dgst is kept as a split, whether or not a tree
+// holds its files now.
+func (s *Store) IsSplit(dgst digest.Digest) bool {
+	p, err := s.splitPath(dgst)
+	if err != nil {
+		return false
+	}
+	bp, _ := s.Path(dgst)
+	return fileExists(p) && !fileExists(bp)
+}
+
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
@@ -225,25 +239,33 @@ func removeFile(p string) error {
 
 // splitBlob reads a split blob: a rebuild of the stream, hashed as it is
 // read and checked against the digest at its end. ReadAt is fast in order;
-// a read before the last one rebuilds the stream from its start.
+// a read before the last one rebuilds the stream from its start. Read
+// reads at its own offset, through ReadAt.
 type splitBlob struct {
 	d    digest.Digest
 	size int64
 	open func() (io.ReadCloser, error)
+	rpos int64 // Read's offset
 
 	mu  sync.Mutex
 	rc  io.ReadCloser
 	v   digest.Verifier
-	pos int64
+	pos int64 // the rebuild's offset
 	err error // sticky: a failed rebuild or a mismatch
 }
 
 func (b *splitBlob) Size() int64 { return b.size }
 
 func (b *splitBlob) Read(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.read(p)
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, err := b.ReadAt(p, b.rpos)
+	b.rpos += int64(n)
+	if err == io.EOF && n > 0 {
+		err = nil
+	}
+	return n, err
 }
 
 func (b *splitBlob) read(p []byte) (int, error) {
@@ -319,6 +341,9 @@ func (b *splitBlob) ReadAt(p []byte, off int64) (int, error) {
 	defer b.mu.Unlock()
 	if off < 0 {
 		return 0, errors.New("content: negative offset")
+	}
+	if off >= b.size && b.err == nil {
+		return 0, io.EOF
 	}
 	if b.rc != nil && off < b.pos {
 		// Backwards: from the start again.

@@ -47,7 +47,7 @@ func TestSplitBlob(t *testing.T) {
 	}
 	tree := filepath.Join(root, "tree")
 	var trees []string
-	s.SetTrees(func(digest.Digest) []string { return trees })
+	s.SetTrees(func(digest.Digest, bool) []string { return trees })
 	data, split := splitLayer(t, tree)
 	d := digest.FromBytes(data)
 
@@ -87,6 +87,19 @@ func TestSplitBlob(t *testing.T) {
 	}
 	if n, err := b.ReadAt(make([]byte, 10), int64(len(data))-5); n != 5 || err != io.EOF {
 		t.Fatalf("ReadAt past the end: %d %v", n, err)
+	}
+	if n, err := b.ReadAt(make([]byte, 10), int64(len(data))+5); n != 0 || err != io.EOF {
+		t.Fatalf("ReadAt after the end: %d %v", n, err)
+	}
+	b.Close()
+	// ReadAt leaves Read's offset alone.
+	b, _ = s.Open(d)
+	head := make([]byte, 100)
+	if _, err := b.ReadAt(head, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := io.ReadAll(b); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("Read after a ReadAt: %d bytes (%v), want the %d of the stream", len(got), err, len(data))
 	}
 	b.Close()
 	if err := s.Verify(d); err != nil {

@@ -186,7 +186,7 @@ func (o *op) stream(ctx context.Context, name string, expected digest.Digest, si
 		result: &earlyResult{done: make(chan struct{}), staging: staging}}
 	// An uncompressed layer is kept as its split when it can be: its blob
 	// is spooled meanwhile, and committed only when it cannot.
-	split := archive.DetectCompression(first.b) == archive.Uncompressed
+	split := archive.DetectCompression(first.b) == archive.Uncompressed && splittable(expected)
 	st.queue(first)
 	e.mu.Lock()
 	e.streams = append(e.streams, st)
@@ -425,11 +425,11 @@ func (e *early) close() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, r := range e.all {
-		if !r.taken && r.staging != nil {
-			r.staging.Abort()
-		}
 		if r.unstage != nil {
 			r.unstage()
+		}
+		if !r.taken && r.staging != nil {
+			r.staging.Abort()
 		}
 	}
 	e.results, e.all = nil, nil

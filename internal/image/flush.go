@@ -173,9 +173,8 @@ func (s *Store) recoverLayers() error {
 		if used == nil {
 			used = s.layersInUse()
 		}
-		info, ierr := s.Content.Info(l.DiffID)
-		split := ierr == nil && info.Split
-		if split && !errors.Is(err, errdefs.ErrCorrupt) {
+		split := s.Content.IsSplit(l.DiffID)
+		if split && !errors.Is(err, errdefs.ErrCorrupt) && !errors.Is(err, errdefs.ErrNotFound) {
 			// The layer holds its blob: removing it would lose the blob
 			// for a failure (a full disk) that says nothing of its files.
 			slog.Error("image store: a layer unpacked before the system restarted may have lost files, and cannot be checked now; it holds its own blob, so it is kept, and tried again at the next start", "layer", l.ChainID, "err", err)
@@ -193,7 +192,10 @@ func (s *Store) recoverLayers() error {
 			lost[l.DiffID] = true
 		}
 	}
-	return s.dropLostImages(lost)
+	if err := s.dropLostImages(lost); err != nil {
+		slog.Error("image store: remove the images whose layer files were lost", "err", err)
+	}
+	return nil
 }
 
 // dropLostImages removes the records of the images with a layer blob in

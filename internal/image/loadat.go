@@ -194,7 +194,7 @@ var errLayerSkipped = errors.New("not read: another layer failed")
 // storeLayerAt stores the blob of one layer and unpacks it, reading it
 // once, on one goroutine.
 func (o *op) storeLayerAt(ctx context.Context, ra io.ReaderAt, l *layerAt) {
-	if !l.compressed {
+	if !l.compressed && splittable(l.expected) {
 		o.splitLayerAt(ctx, ra, l)
 		return
 	}
@@ -267,6 +267,12 @@ func (o *op) splitLayerAt(ctx context.Context, ra io.ReaderAt, l *layerAt) {
 		return
 	}
 	st.blob, st.err = o.storeSection(ctx, ra, l)
+}
+
+// splittable says whether a blob named by expected (empty: by nothing)
+// can be kept as a split: its digest is the sha256 the unpacking computes.
+func splittable(expected digest.Digest) bool {
+	return expected == "" || expected.Algorithm() == digest.SHA256
 }
 
 // putSplit keeps the blob of an unpacked layer (size bytes, whose digest,

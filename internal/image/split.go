@@ -2,7 +2,7 @@ package image
 
 import (
 	"context"
-	"fmt"
+	"log/slog"
 	"slices"
 
 	"berth/internal/snapshot"
@@ -27,8 +27,8 @@ import (
 //     before (loading the image again brings it back).
 
 // splitTrees names the unpacked layers with diff ID d, committed ones
-// first, then those staged by running operations.
-func (s *Store) splitTrees(d digest.Digest) []string {
+// first, then (with staged) those staged by running operations.
+func (s *Store) splitTrees(d digest.Digest, staged bool) []string {
 	var out []string
 	// A base layer's chain ID is its diff ID.
 	if l, err := s.Snaps.Layer(d); err == nil && l.DiffID == d {
@@ -45,9 +45,11 @@ func (s *Store) splitTrees(d digest.Digest) []string {
 			}
 		}
 	}
-	s.stagedMu.Lock()
-	out = append(out, s.stagedTrees[d]...)
-	s.stagedMu.Unlock()
+	if staged {
+		s.stagedMu.Lock()
+		out = append(out, s.stagedTrees[d]...)
+		s.stagedMu.Unlock()
+	}
 	return out
 }
 
@@ -73,7 +75,9 @@ func (s *Store) stageTree(d digest.Digest, dir string) func() {
 }
 
 // keepSplits makes plain, before the layers gone are removed, every split
-// blob in blobs (those still needed) that no layer kept holds.
+// blob in blobs (those still needed) that no layer kept holds. A blob that
+// cannot be made plain (its files changed) keeps its layers: they leave
+// gone, and the failure is logged, not the collection's.
 func (s *Store) keepSplits(ctx context.Context, blobs map[digest.Digest]bool, all []snapshot.Layer, gone map[digest.Digest]bool) error {
 	kept := map[digest.Digest]bool{}
 	for _, l := range all {
@@ -92,7 +96,15 @@ func (s *Store) keepSplits(ctx context.Context, blobs map[digest.Digest]bool, al
 			continue
 		}
 		if err := s.Content.Materialize(ctx, d); err != nil {
-			return fmt.Errorf("keep blob %s of layer %s: %w", d, l.ChainID, err)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			slog.Error("image store: a blob kept as the split of layers the collector would remove cannot be made plain; the layers are kept", "blob", d, "err", err)
+			for _, k := range all {
+				if k.DiffID == d {
+					delete(gone, k.ChainID)
+				}
+			}
 		}
 	}
 	return nil
