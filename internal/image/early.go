@@ -205,7 +205,9 @@ func (o *op) stream(ctx context.Context, name string, expected digest.Digest, si
 			st.err = o.storeStream(e, st, w, size, split)
 		}()
 		f := &chunkReader{e: e, src: st.queued}
-		r.stats, r.err = archive.Unpack(e.ctx, f, staging.Dir, archive.UnpackOptions{Prehashed: true, InMemory: true, Split: split})
+		// The blob's sha256 is the diff ID of an uncompressed layer; a blob
+		// named by another algorithm has the unpacking hash it.
+		r.stats, r.err = archive.Unpack(e.ctx, f, staging.Dir, archive.UnpackOptions{Prehashed: splittable(expected), InMemory: true, Split: split})
 		// A failed unpack (of something that is not a layer after all,
 		// perhaps) leaves chunks the blob still takes.
 		f.drain()

@@ -218,7 +218,7 @@ func (o *op) storeLayerAt(ctx context.Context, ra io.ReaderAt, l *layerAt) {
 	}
 	sec := &section{e: e, ra: ra, off: l.off, end: l.off + l.size, w: w}
 	f := &chunkReader{e: e, src: sec.read}
-	r.stats, r.err = archive.Unpack(e.ctx, f, r.staging.Dir, archive.UnpackOptions{Prehashed: true, InMemory: true})
+	r.stats, r.err = archive.Unpack(e.ctx, f, r.staging.Dir, archive.UnpackOptions{Prehashed: splittable(l.expected), InMemory: true})
 	// What the unpacking left (all of it, when this is no layer after all)
 	// is stored all the same.
 	err = f.drain()
@@ -270,7 +270,8 @@ func (o *op) splitLayerAt(ctx context.Context, ra io.ReaderAt, l *layerAt) {
 }
 
 // splittable says whether a blob named by expected (empty: by nothing)
-// can be kept as a split: its digest is the sha256 the unpacking computes.
+// has a sha256 digest: the diff ID when it is an uncompressed layer, so it
+// can be kept as a split, and the unpacking need not hash it again.
 func splittable(expected digest.Digest) bool {
 	return expected == "" || expected.Algorithm() == digest.SHA256
 }

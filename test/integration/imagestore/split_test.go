@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	_ "crypto/sha512" // digest.SHA512
 	"errors"
 	"io"
 	"os"
@@ -169,5 +170,32 @@ func savedBlob(t *testing.T, archive []byte, d digest.Digest) []byte {
 			}
 			return b
 		}
+	}
+}
+
+// A layer blob named by sha512 in the archive: its diff ID (sha256) is
+// hashed by the unpacking, and the blob is stored plain.
+func TestLoadLayerNamedBySHA512(t *testing.T) {
+	layer := imagetest.Tar(t, []imagetest.Entry{{Name: "a", Data: "a"}})
+	d, d512 := digest.FromBytes(layer), digest.SHA512.FromBytes(layer)
+	archive := makeArchive(t, "berth-test/sha512:1", [][]byte{layer}, func(files []archiveFile) []archiveFile {
+		for i := range files {
+			files[i].name = strings.Replace(files[i].name, "blobs/sha256/"+d.Encoded(), "blobs/sha512/"+d512.Encoded(), 1)
+			files[i].data = bytes.Replace(files[i].data, []byte("blobs/sha256/"+d.Encoded()), []byte("blobs/sha512/"+d512.Encoded()), 1)
+		}
+		return files
+	})
+	for _, how := range loadWays {
+		s, err := image.Open(filepath.Join(t.TempDir(), "store"), image.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Load(context.Background(), how.reader(archive)); err != nil {
+			t.Errorf("%s: %v", how.name, err)
+		} else if info, err := s.Content.Info(d512); err != nil || info.Split {
+			t.Errorf("%s: blob %s: %+v %v, want it plain", how.name, d512, info, err)
+		}
+		check(t, s)
+		s.Close()
 	}
 }
