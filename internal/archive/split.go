@@ -129,8 +129,9 @@ func splitEncoder() *zstd.Encoder {
 	return splitEnc
 }
 
-// sparseHeader says whether hdr is a sparse file, in GNU or PAX form.
-func sparseHeader(hdr *tar.Header) bool {
+// Sparse says whether hdr is a sparse file, in GNU or PAX form: its data
+// in the stream is not its content (the tar reader expands it).
+func Sparse(hdr *tar.Header) bool {
 	if hdr.Typeflag == tar.TypeGNUSparse {
 		return true
 	}

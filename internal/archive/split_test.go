@@ -124,10 +124,10 @@ func TestSplitRefused(t *testing.T) {
 }
 
 func TestSplitSparseRefused(t *testing.T) {
-	if !sparseHeader(&tar.Header{Typeflag: tar.TypeGNUSparse}) || !sparseHeader(&tar.Header{Typeflag: tar.TypeReg, PAXRecords: map[string]string{"GNU.sparse.map": "0,1"}}) {
+	if !Sparse(&tar.Header{Typeflag: tar.TypeGNUSparse}) || !Sparse(&tar.Header{Typeflag: tar.TypeReg, PAXRecords: map[string]string{"GNU.sparse.map": "0,1"}}) {
 		t.Error("sparse headers not seen")
 	}
-	if sparseHeader(&tar.Header{Typeflag: tar.TypeReg, PAXRecords: map[string]string{"SCHILY.xattr.user.a": "b"}}) {
+	if Sparse(&tar.Header{Typeflag: tar.TypeReg, PAXRecords: map[string]string{"SCHILY.xattr.user.a": "b"}}) {
 		t.Error("a plain file seen as sparse")
 	}
 	// A PAX 0.1 sparse file, as GNU tar writes it (Go's writer does not):

@@ -243,7 +243,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 	if _, ok := hdr.PAXRecords[xattrPAXPrefix+aclDefaultXattr]; ok {
 		u.made.ok = false // see newMade
 	}
-	if u.split != nil && sparseHeader(hdr) {
+	if u.split != nil && Sparse(hdr) {
 		u.split.broken = true
 	}
 	if name == "" {

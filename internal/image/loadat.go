@@ -8,7 +8,6 @@ import (
 	"io"
 	"runtime"
 	"slices"
-	"strings"
 	"sync/atomic"
 
 	"berth/internal/archive"
@@ -129,21 +128,11 @@ func (o *op) entryAt(ctx context.Context, in *inArchive, name string, h *tar.Hea
 	}
 	// A sparse entry's data is not its content as stored (the tar reader
 	// expands it): read it through tr.
-	if looksLikeLayer(head[:n]) && !o.early.present[expected] && !sparse(h) {
+	if looksLikeLayer(head[:n]) && !o.early.present[expected] && !archive.Sparse(h) {
 		compressed := archive.DetectCompression(head[:n]) != archive.Uncompressed
 		return &layerAt{name: name, expected: expected, off: off, size: h.Size, compressed: compressed}, nil
 	}
 	return nil, o.storeEntry(ctx, in, name, expected, h.Size, nil, tr)
-}
-
-// sparse says whether h is a GNU sparse file in PAX form.
-func sparse(h *tar.Header) bool {
-	for k := range h.PAXRecords {
-		if strings.HasPrefix(k, "GNU.sparse.") {
-			return true
-		}
-	}
-	return false
 }
 
 // storeLayersAt stores and unpacks layers, the largest first, on a few
