@@ -138,14 +138,7 @@ func (s *Store) Open(dgst digest.Digest) (Blob, error) {
 	if !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
-	info, ok, err := s.splitInfo(dgst)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, errdefs.NotFound("content %s", dgst)
-	}
-	return s.openSplit(info)
+	return s.openSplit(dgst)
 }
 
 // ReadAll reads a small blob (a manifest, an index, a config), refusing one
@@ -277,6 +270,16 @@ func (s *Store) Writer(ctx context.Context) (*Writer, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	f, err := s.ingestFile()
+	if err != nil {
+		return nil, err
+	}
+	return &Writer{s: s, f: f, h: digest.SHA256.Hash()}, nil
+}
+
+// ingestFile creates a new file in ingest/ (removed at the next Open if
+// it is left there).
+func (s *Store) ingestFile() (*os.File, error) {
 	var rnd [12]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return nil, err
@@ -285,7 +288,7 @@ func (s *Store) Writer(ctx context.Context) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("content store: %w", err)
 	}
-	return &Writer{s: s, f: f, h: digest.SHA256.Hash()}, nil
+	return f, nil
 }
 
 // Direct has WriteVec write runs of aligned buffers past the page cache

@@ -3,9 +3,7 @@ package content
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -128,15 +126,11 @@ func (s *Store) PutSplit(ctx context.Context, dgst digest.Digest, size int64, sp
 	if s.Exists(dgst) {
 		return false, nil
 	}
-	var rnd [12]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
+	f, err := s.ingestFile()
+	if err != nil {
 		return false, err
 	}
-	tmp := filepath.Join(s.root, "ingest", hex.EncodeToString(rnd[:]))
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return false, fmt.Errorf("content store: %w", err)
-	}
+	tmp := f.Name()
 	defer os.Remove(tmp)
 	var hdr [splitHeader]byte
 	binary.BigEndian.PutUint64(hdr[:], uint64(size))
@@ -163,22 +157,25 @@ func (s *Store) PutSplit(ctx context.Context, dgst digest.Digest, size int64, sp
 }
 
 // openSplit opens a split blob, rebuilt from its tree as it is read.
-func (s *Store) openSplit(info Info) (Blob, error) {
-	p, err := s.splitPath(info.Digest)
+func (s *Store) openSplit(dgst digest.Digest) (Blob, error) {
+	p, err := s.splitPath(dgst)
 	if err != nil {
 		return nil, err
 	}
 	split, err := os.ReadFile(p)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, errdefs.NotFound("content %s", info.Digest)
+		return nil, errdefs.NotFound("content %s", dgst)
 	} else if err != nil {
-		return nil, fmt.Errorf("content %s: %w", info.Digest, err)
+		return nil, fmt.Errorf("content %s: %w", dgst, err)
 	}
-	tree := s.tree(info.Digest, true)
+	if len(split) < splitHeader {
+		return nil, errdefs.Corrupt("content %s: split of %d bytes", dgst, len(split))
+	}
+	tree := s.tree(dgst, true)
 	if tree == "" {
-		return nil, errdefs.NotFound("content %s: no unpacked layer holds its files", info.Digest)
+		return nil, errdefs.NotFound("content %s: no unpacked layer holds its files", dgst)
 	}
-	b := &splitBlob{d: info.Digest, size: info.Size}
+	b := &splitBlob{d: dgst, size: int64(binary.BigEndian.Uint64(split))}
 	b.open = func() (io.ReadCloser, error) { return archive.Rebuild(bytes.NewReader(split[splitHeader:]), tree) }
 	return b, nil
 }
@@ -190,22 +187,18 @@ func (s *Store) Materialize(ctx context.Context, dgst digest.Digest) error {
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+	if !fileExists(p) {
 		return nil
 	}
 	if bp, _ := s.Path(dgst); fileExists(bp) {
 		return removeFile(p)
 	}
-	info, ok, err := s.splitInfo(dgst)
-	if err != nil || !ok {
-		return err
-	}
-	b, err := s.openSplit(info)
+	b, err := s.openSplit(dgst)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	if _, err := s.Ingest(ctx, b, dgst, info.Size); err != nil {
+	if _, err := s.Ingest(ctx, b, dgst, b.Size()); err != nil {
 		return fmt.Errorf("content %s: make the split blob plain: %w", dgst, err)
 	}
 	if err := s.Sync(); err != nil {
