@@ -69,15 +69,10 @@ func TestLayersUnpackedAgainAfterASystemRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recs := layerRecords(t, root)
-	if len(recs) != 2 {
-		t.Fatalf("%d layers, want 2", len(recs))
+	if n := len(layerRecords(t, root)); n != 2 {
+		t.Fatalf("%d layers, want 2", n)
 	}
-	for p, l := range recs {
-		if l.Unsynced != "" {
-			t.Errorf("%s still marked unsynced (%s) after Open in the same boot", p, l.Unsynced)
-		}
-	}
+	noMarks(t, root, "after Open in the same boot")
 	s.Close()
 
 	// As if the system had crashed after the load, with the files on
@@ -92,11 +87,7 @@ func TestLayersUnpackedAgainAfterASystemRestart(t *testing.T) {
 	if got := exportManifest(t, s, "berth-test/durable:1"); !slices.Equal(got, want) {
 		t.Fatalf("tree after the layers were unpacked again:\n%s", diff(want, got))
 	}
-	for p, l := range layerRecords(t, root) {
-		if l.Unsynced != "" {
-			t.Errorf("%s still marked (%s) after it was unpacked again", p, l.Unsynced)
-		}
-	}
+	noMarks(t, root, "after it was unpacked again")
 	check(t, s)
 	s.Close()
 
@@ -143,9 +134,15 @@ func TestLayersUnpackedAgainAfterASystemRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	flush(t, s)
+	noMarks(t, root, "after Flush")
+}
+
+// noMarks checks that no layer of the store at root is marked unsynced.
+func noMarks(t *testing.T, root, when string) {
+	t.Helper()
 	for p, l := range layerRecords(t, root) {
 		if l.Unsynced != "" {
-			t.Errorf("%s still marked (%s) after Flush", p, l.Unsynced)
+			t.Errorf("%s still marked unsynced (%s) %s", p, l.Unsynced, when)
 		}
 	}
 }
@@ -209,11 +206,7 @@ func TestRecoveryOfCommittedLayersAndMissingBlobs(t *testing.T) {
 	if got := exportManifest(t, s, "berth-test/committed:1"); !slices.Equal(got, want) {
 		t.Fatalf("committed image after its layers were unpacked again:\n%s", diff(want, got))
 	}
-	for p, l := range layerRecords(t, root) {
-		if l.Unsynced != "" {
-			t.Errorf("%s still marked (%s)", p, l.Unsynced)
-		}
-	}
+	noMarks(t, root, "after its layers were unpacked again")
 
 	// The committed layer's blob lost: that layer goes, the base stays.
 	im, err := s.Resolve("berth-test/committed:1")
