@@ -181,41 +181,54 @@ func (o *op) storeLayersAt(ctx context.Context, ra io.ReaderAt, layers []*layerA
 var errLayerSkipped = errors.New("not read: another layer failed")
 
 // storeLayerAt stores the blob of one layer and unpacks it, reading it
-// once, on one goroutine.
+// once, on one goroutine. An uncompressed layer keeps its blob as its
+// split (content.Store.PutSplit), so it is written once; where the split
+// cannot be had (an entry replaced another; this is no layer after all),
+// the blob is stored from the archive, read once more. A compressed
+// layer's blob is written as its chunks are read.
 func (o *op) storeLayerAt(ctx context.Context, ra io.ReaderAt, l *layerAt) {
-	if !l.compressed && splittable(l.expected) {
-		o.splitLayerAt(ctx, ra, l)
-		return
-	}
 	e := o.early
 	st, r := l.st, l.st.result
 	defer close(st.done)
 	defer close(r.done)
-	w, err := o.s.Content.Writer(ctx)
-	if err != nil {
-		st.err, r.err = err, err
-		return
+	split := !l.compressed && splittable(l.expected)
+	sec := &section{e: e, ra: ra, off: l.off, end: l.off + l.size}
+	if !split {
+		w, err := o.s.Content.Writer(ctx)
+		if err != nil {
+			st.err, r.err = err, err
+			return
+		}
+		defer w.Close()
+		if l.size >= directMin {
+			w.Direct()
+		}
+		sec.w = w
 	}
-	defer w.Close()
-	if l.size >= directMin {
-		w.Direct()
-	}
+	var err error
 	r.staging, err = o.s.Snaps.NewLayer(ctx)
 	if err != nil {
 		st.err, r.err = err, err
 		return
 	}
-	sec := &section{e: e, ra: ra, off: l.off, end: l.off + l.size, w: w}
 	f := &chunkReader{e: e, src: sec.read}
-	r.stats, r.err = archive.Unpack(e.ctx, f, r.staging.Dir, archive.UnpackOptions{Prehashed: splittable(l.expected), InMemory: true})
+	// A split layer is hashed by Unpack as it reads, while each chunk is
+	// in the CPU's cache (a hashing goroutine beside it was slower).
+	r.stats, r.err = archive.Unpack(e.ctx, f, r.staging.Dir, archive.UnpackOptions{Prehashed: !split && splittable(l.expected), InMemory: true, Split: split})
 	// What the unpacking left (all of it, when this is no layer after all)
 	// is stored all the same.
 	err = f.drain()
 	if err == nil && sec.werr != nil {
 		err = sec.werr
 	}
-	if err == nil {
-		st.blob, err = o.commitStream(w, l.expected, l.size)
+	switch {
+	case err != nil:
+	case !split:
+		st.blob, err = o.commitStream(sec.w, l.expected, l.size)
+	case r.err == nil && r.stats.Split != nil:
+		st.blob, err = o.putSplit(ctx, l.expected, l.size, r)
+	default:
+		st.blob, err = o.storeSection(ctx, ra, l)
 	}
 	if err != nil {
 		st.err = err
@@ -225,37 +238,6 @@ func (o *op) storeLayerAt(ctx context.Context, ra io.ReaderAt, l *layerAt) {
 		// Uncompressed: the blob is the tar stream.
 		r.stats.DiffID = st.blob
 	}
-}
-
-// splitLayerAt unpacks an uncompressed layer and keeps its blob as the
-// layer's split (content.Store.PutSplit), so the layer is written once.
-// Where the split cannot be had (an entry replaced another; this is no
-// layer after all), the blob is stored from the archive, read once more.
-func (o *op) splitLayerAt(ctx context.Context, ra io.ReaderAt, l *layerAt) {
-	e := o.early
-	st, r := l.st, l.st.result
-	defer close(st.done)
-	defer close(r.done)
-	var err error
-	r.staging, err = o.s.Snaps.NewLayer(ctx)
-	if err != nil {
-		st.err, r.err = err, err
-		return
-	}
-	sec := &section{e: e, ra: ra, off: l.off, end: l.off + l.size}
-	f := &chunkReader{e: e, src: sec.read}
-	// Hashed by Unpack as it reads, while each chunk is in the CPU's
-	// cache (a hashing goroutine beside it was slower).
-	r.stats, r.err = archive.Unpack(e.ctx, f, r.staging.Dir, archive.UnpackOptions{InMemory: true, Split: true})
-	if err = f.drain(); err != nil {
-		st.err = err
-		return
-	}
-	if r.err == nil && r.stats.Split != nil {
-		st.blob, st.err = o.putSplit(ctx, l.expected, l.size, r)
-		return
-	}
-	st.blob, st.err = o.storeSection(ctx, ra, l)
 }
 
 // splittable says whether a blob named by expected (empty: by nothing)
