@@ -90,24 +90,6 @@ func removeAllAt(dirfd int, name string) error {
 	return nil
 }
 
-// writeAll writes b to fd, retrying short and interrupted writes.
-func writeAll(fd int, b []byte) error {
-	for len(b) > 0 {
-		n, err := unix.Write(fd, b)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return os.NewSyscallError("write", err)
-		}
-		if n == 0 {
-			return os.NewSyscallError("write", unix.EIO)
-		}
-		b = b[n:]
-	}
-	return nil
-}
-
 // fdReader reads from a file descriptor it does not own.
 type fdReader int
 

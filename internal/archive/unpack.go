@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 
+	"berth/internal/pagewrite"
+
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 )
@@ -24,7 +26,7 @@ const (
 )
 
 const (
-	copyBufSize        = 1 << 20
+	copyBufSize        = pagewrite.Max
 	xattrPAXPrefix     = "SCHILY.xattr."
 	whiteoutPrefix     = ".wh."
 	whiteoutMetaPrefix = ".wh..wh."
@@ -579,7 +581,7 @@ func (u *unpacker) copyData(fd int, r io.Reader, size int64) error {
 		}
 		n, err := io.ReadFull(r, b)
 		if n > 0 {
-			if err := writeAll(fd, b[:n]); err != nil {
+			if err := pagewrite.Write(fd, b[:n]); err != nil {
 				return err
 			}
 		}

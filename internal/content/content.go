@@ -28,6 +28,7 @@ import (
 	"unsafe"
 
 	"berth/internal/errdefs"
+	"berth/internal/pagewrite"
 
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
@@ -322,7 +323,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 			return 0, err
 		}
 	}
-	n, err := w.f.WriteAt(p, w.size)
+	n, err := pagewrite.WriteAt(w.f, p, w.size)
 	w.h.Write(p[:n])
 	w.size += int64(n)
 	if err != nil {
@@ -448,7 +449,7 @@ func (w *Writer) writeRun(bufs [][]byte, off int64) error {
 		w.directOff.Store(true)
 	}
 	for _, b := range bufs {
-		if _, err := w.f.WriteAt(b, off); err != nil {
+		if _, err := pagewrite.WriteAt(w.f, b, off); err != nil {
 			return err
 		}
 		off += int64(len(b))

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"berth/internal/errdefs"
+	"berth/internal/pagewrite"
 
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
@@ -132,7 +133,7 @@ func (s *Store) writeArchive(ctx context.Context, w io.Writer, list []*saved) er
 		if file, ok := f.(fdReader); ok {
 			r = &readAhead{f: file}
 		}
-		if _, err := io.CopyBuffer(tw, r, make([]byte, 1<<20)); err != nil {
+		if _, err := io.CopyBuffer(tw, r, make([]byte, pagewrite.Max)); err != nil {
 			return fmt.Errorf("save blob %s: %w", d, err)
 		}
 		return nil
