@@ -16,13 +16,38 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// splitUnpack unpacks data with a split, through the read-ahead or the
-// in-memory path.
-func splitUnpack(t *testing.T, data []byte, dir string, inMemory bool) UnpackStats {
+// readPath is how Unpack reads a stream: through its read-ahead, from
+// memory (InMemory), or in place (Memory).
+type readPath int
+
+const (
+	viaReadAhead readPath = iota
+	viaInMemory
+	viaMemory
+)
+
+var readPaths = []readPath{viaReadAhead, viaInMemory, viaMemory}
+
+func (p readPath) String() string {
+	return [...]string{"read-ahead", "InMemory", "Memory"}[p]
+}
+
+// unpackVia unpacks data into dir as p says.
+func unpackVia(p readPath, data []byte, dir string, opts UnpackOptions) (UnpackStats, error) {
+	var r io.Reader = bytes.NewReader(data)
+	if p == viaMemory {
+		r = Memory(data)
+	}
+	opts.InMemory = p == viaInMemory
+	return Unpack(context.Background(), r, dir, opts)
+}
+
+// splitUnpack unpacks data with a split, as p says.
+func splitUnpack(t *testing.T, data []byte, dir string, p readPath) UnpackStats {
 	t.Helper()
-	st, err := Unpack(context.Background(), bytes.NewReader(data), dir, UnpackOptions{Split: true, InMemory: inMemory})
+	st, err := unpackVia(p, data, dir, UnpackOptions{Split: true})
 	if err != nil {
-		t.Fatalf("Unpack: %v", err)
+		t.Fatalf("Unpack %s: %v", p, err)
 	}
 	return st
 }
@@ -77,21 +102,21 @@ func splitArchive(t *testing.T) []byte {
 
 func TestSplitRebuild(t *testing.T) {
 	data := splitArchive(t)
-	for _, inMemory := range []bool{false, true} {
+	for _, p := range readPaths {
 		dir := t.TempDir()
-		st := splitUnpack(t, data, dir, inMemory)
+		st := splitUnpack(t, data, dir, p)
 		if st.Split == nil {
-			t.Fatalf("inMemory %v: no split", inMemory)
+			t.Fatalf("%s: no split", p)
 		}
 		if len(st.Split) > len(data)/4 {
 			t.Errorf("split of %d bytes for a %d-byte stream", len(st.Split), len(data))
 		}
 		got, err := rebuild(t, st.Split, dir)
 		if err != nil {
-			t.Fatalf("inMemory %v: Rebuild: %v", inMemory, err)
+			t.Fatalf("%s: Rebuild: %v", p, err)
 		}
 		if !bytes.Equal(got, data) {
-			t.Fatalf("inMemory %v: rebuilt %d bytes, not the %d of the stream", inMemory, len(got), len(data))
+			t.Fatalf("%s: rebuilt %d bytes, not the %d of the stream", p, len(got), len(data))
 		}
 	}
 }
@@ -108,15 +133,19 @@ func TestSplitRefused(t *testing.T) {
 		"gzip":                 compress(t, mkTar(t, reg("a", "a")), Gzip),
 		"too much to keep":     mkTar(t, reg("a", "a"), reg(".wh.big", strings.Repeat("x", maxSplit+1))),
 	} {
-		st := splitUnpack(t, data, t.TempDir(), false)
-		if st.Split != nil {
-			t.Errorf("%s: a split", name)
+		for _, p := range readPaths {
+			st := splitUnpack(t, data, t.TempDir(), p)
+			if st.Split != nil {
+				t.Errorf("%s, %s: a split", name, p)
+			}
 		}
 	}
 	// A directory entry again keeps the directory and its files.
-	st := splitUnpack(t, mkTar(t, dirent("a/", 0o755), reg("a/b", "b"), dirent("a/", 0o700)), t.TempDir(), false)
-	if st.Split == nil {
-		t.Error("a directory named twice: no split")
+	for _, p := range readPaths {
+		st := splitUnpack(t, mkTar(t, dirent("a/", 0o755), reg("a/b", "b"), dirent("a/", 0o700)), t.TempDir(), p)
+		if st.Split == nil {
+			t.Errorf("%s: a directory named twice: no split", p)
+		}
 	}
 	if st, _ := Unpack(context.Background(), bytes.NewReader(mkTar(t, reg("a", "a"))), t.TempDir(), UnpackOptions{Split: true, Whiteouts: WhiteoutApply}); st.Split != nil {
 		t.Error("WhiteoutApply: a split")
@@ -139,13 +168,15 @@ func TestSplitSparseRefused(t *testing.T) {
 	buf.Write(rawHeader("s", tar.TypeReg, 3))
 	buf.Write(padBlock([]byte("end")))
 	buf.Write(make([]byte, 1024))
-	dir := t.TempDir()
-	st := splitUnpack(t, buf.Bytes(), dir, false)
-	if fi, err := os.Stat(filepath.Join(dir, "s")); err != nil || fi.Size() != 4099 {
-		t.Fatalf("sparse file not expanded: %v %v", fi, err)
-	}
-	if st.Split != nil {
-		t.Error("a sparse file: a split")
+	for _, p := range readPaths {
+		dir := t.TempDir()
+		st := splitUnpack(t, buf.Bytes(), dir, p)
+		if b, err := os.ReadFile(filepath.Join(dir, "s")); err != nil || len(b) != 4099 || string(b[4096:]) != "end" {
+			t.Fatalf("%s: sparse file not expanded: %d bytes, %v", p, len(b), err)
+		}
+		if st.Split != nil {
+			t.Errorf("%s: a sparse file: a split", p)
+		}
 	}
 }
 
@@ -170,7 +201,7 @@ func TestSplitTreeChanged(t *testing.T) {
 		},
 	} {
 		dir := t.TempDir()
-		st := splitUnpack(t, data, dir, true)
+		st := splitUnpack(t, data, dir, viaMemory)
 		if err := change(dir); err != nil {
 			t.Fatal(err)
 		}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -113,10 +114,21 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); retur
 // Unpack reads and decompresses r on a goroutine of its own, a little ahead
 // of extraction; it is done with r when it returns. The stream is read to
 // its end, so that UnpackStats.DiffID covers all of it.
-func Unpack(ctx context.Context, r io.Reader, dir string, opts UnpackOptions) (UnpackStats, error) {
-	rc, comp, err := DecompressStream(r)
-	if err != nil {
-		return UnpackStats{}, err
+func Unpack(ctx context.Context, r io.Reader, dir string, opts UnpackOptions) (_ UnpackStats, err error) {
+	// A Memory stream that is not compressed is read in place.
+	var mem *memStream
+	if m, ok := r.(*memStream); ok {
+		defer catchFault(debug.SetPanicOnFault(true), &err)
+		if DetectCompression(m.b[min(m.pos, int64(len(m.b))):min(m.pos+peekSize, int64(len(m.b)))]) == Uncompressed {
+			mem = m
+		}
+	}
+	var rc io.ReadCloser = io.NopCloser(mem)
+	comp := Uncompressed
+	if mem == nil {
+		if rc, comp, err = DecompressStream(r); err != nil {
+			return UnpackStats{}, err
+		}
 	}
 	defer rc.Close()
 	rootfd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -124,7 +136,7 @@ func Unpack(ctx context.Context, r io.Reader, dir string, opts UnpackOptions) (U
 		return UnpackStats{}, &os.PathError{Op: "open", Path: dir, Err: err}
 	}
 	bufp := copyBufs.Get().(*[]byte)
-	u := &unpacker{opts: opts, rootfd: rootfd, buf: *bufp, made: newMade(rootfd, opts)}
+	u := &unpacker{opts: opts, rootfd: rootfd, buf: *bufp, made: newMade(rootfd, opts), mem: mem}
 	u.rootGid = u.newGid(rootfd)
 	defer func() {
 		u.parents.clear()
@@ -143,19 +155,30 @@ func Unpack(ctx context.Context, r io.Reader, dir string, opts UnpackOptions) (U
 		hashTo = io.Discard
 	}
 	var stream io.Reader
-	if opts.InMemory {
+	switch {
+	case mem != nil:
+		if hashTo != io.Discard {
+			mem.h = h
+		}
+		// The tar reader seeks past what it skips.
+		stream = mem
+	case opts.InMemory:
 		stream = rc
 		if hashTo != io.Discard {
 			stream = io.TeeReader(rc, hashTo)
 		}
-	} else {
+	default:
 		ra := newReadAhead(rc, hashTo)
 		defer ra.Close() // before rc.Close
 		stream = ra
 	}
 	if opts.Split && comp == Uncompressed && opts.Whiteouts == WhiteoutOverlay {
-		u.split = newSplitRecorder(stream)
-		stream = u.split
+		if mem != nil {
+			u.split = newMemorySplit(mem)
+		} else {
+			u.split = newSplitRecorder(stream)
+			stream = u.split
+		}
 	}
 	tr := tar.NewReader(stream)
 	last := ""
@@ -214,6 +237,9 @@ type unpacker struct {
 	stats   UnpackStats
 	// split records the layer's split; UnpackOptions.Split only.
 	split *splitRecorder
+	// mem is the stream when it is an uncompressed Memory stream: files'
+	// content is written from it in place.
+	mem *memStream
 }
 
 // dirTimes are the times of a directory entry, set once every entry is in
@@ -555,7 +581,11 @@ func (u *unpacker) file(pfd int, name, base string, hdr *tar.Header, r io.Reader
 	if u.split != nil {
 		u.split.file(name, hdr.Size)
 	}
-	err = u.copyData(fd, r, hdr.Size)
+	if data, ok := u.inPlace(hdr); ok {
+		err = u.mem.writeContent(fd, data)
+	} else {
+		err = u.copyData(fd, r, hdr.Size)
+	}
 	if u.split != nil {
 		u.split.endFile()
 	}
@@ -569,6 +599,15 @@ func (u *unpacker) file(pfd int, name, base string, hdr *tar.Header, r io.Reader
 		u.stats.Bytes += hdr.Size
 	}
 	return err
+}
+
+// inPlace returns the content of a regular file in a Memory stream, to
+// be written from where it is; the tar reader skips it after.
+func (u *unpacker) inPlace(hdr *tar.Header) ([]byte, bool) {
+	if u.mem == nil || hdr.Typeflag != tar.TypeReg || Sparse(hdr) {
+		return nil, false
+	}
+	return u.mem.content(hdr.Size)
 }
 
 // copyData copies size bytes of the entry's content from r to fd, in

@@ -528,9 +528,11 @@ func TestUnpackTruncated(t *testing.T) {
 		{"in file data", `tar entry "second"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := unpack(t, data[:cutPoint(t, data, tc.name)], t.TempDir(), WhiteoutOverlay)
-			if !errors.Is(err, io.ErrUnexpectedEOF) || !strings.Contains(err.Error(), tc.wantIn) {
-				t.Errorf("error %v, want unexpected EOF naming %s", err, tc.wantIn)
+			for _, p := range readPaths {
+				_, err := unpackVia(p, data[:cutPoint(t, data, tc.name)], t.TempDir(), UnpackOptions{})
+				if !errors.Is(err, io.ErrUnexpectedEOF) || !strings.Contains(err.Error(), tc.wantIn) {
+					t.Errorf("%s: error %v, want unexpected EOF naming %s", p, err, tc.wantIn)
+				}
 			}
 		})
 	}
