@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"runtime"
 	"slices"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	"berth/internal/errdefs"
 
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
 )
 
 // randomAccess is an archive a load can read at any offset: a regular file,
@@ -35,6 +37,9 @@ type layerAt struct {
 	// compressed says the layer's data is compressed: its blob is
 	// stored as it is read; an uncompressed one is kept as a split.
 	compressed bool
+	// mem is the layer's data in the mapped archive, when it is mapped;
+	// pages, the whole pages it is on.
+	mem, pages []byte
 }
 
 // readArchiveAt is readArchive for an uncompressed archive it can read at
@@ -101,6 +106,19 @@ func (o *op) readArchiveAt(ctx context.Context, ra randomAccess) (in *inArchive,
 	}
 	if last == "" {
 		return nil, true, errdefs.Invalid("the archive is empty")
+	}
+	// The layers are unpacked from the archive mapped into memory where it
+	// can be (a regular file): their content is written from there, with
+	// no copy out of it first (archive.Memory). finish waits for every
+	// layer before the mapping goes.
+	if f, ok := ra.(*os.File); ok {
+		if m, err := unix.Mmap(int(f.Fd()), 0, int(end), unix.PROT_READ, unix.MAP_SHARED); err == nil {
+			defer unix.Munmap(m)
+			page := int64(os.Getpagesize())
+			for _, l := range layers {
+				l.mem, l.pages = m[l.off:l.off+l.size], m[l.off&^(page-1):l.off+l.size]
+			}
+		}
 	}
 	o.storeLayersAt(ctx, ra, layers)
 	if err := o.early.finish(in); err != nil {
@@ -211,13 +229,20 @@ func (o *op) storeLayerAt(ctx context.Context, ra io.ReaderAt, l *layerAt) {
 		st.err, r.err = err, err
 		return
 	}
-	f := &chunkReader{e: e, src: sec.read}
-	// A split layer is hashed by Unpack as it reads, while each chunk is
-	// in the CPU's cache (a hashing goroutine beside it was slower).
-	r.stats, r.err = archive.Unpack(e.ctx, f, r.staging.Dir, archive.UnpackOptions{Prehashed: !split && splittable(l.expected), InMemory: true, Split: split})
-	// What the unpacking left (all of it, when this is no layer after all)
-	// is stored all the same.
-	err = f.drain()
+	opts := archive.UnpackOptions{Prehashed: !split && splittable(l.expected), InMemory: true, Split: split}
+	if split && l.mem != nil {
+		// Unpack hashes the layer in place, each piece after writing it.
+		unix.Madvise(l.pages, unix.MADV_WILLNEED)
+		r.stats, r.err = archive.Unpack(e.ctx, archive.Memory(l.mem), r.staging.Dir, opts)
+	} else {
+		f := &chunkReader{e: e, src: sec.read}
+		// A split layer is hashed by Unpack as it reads, while each chunk
+		// is in the CPU's cache (a hashing goroutine beside it was slower).
+		r.stats, r.err = archive.Unpack(e.ctx, f, r.staging.Dir, opts)
+		// What the unpacking left (all of it, when this is no layer after
+		// all) is stored all the same.
+		err = f.drain()
+	}
 	if err == nil && sec.werr != nil {
 		err = sec.werr
 	}

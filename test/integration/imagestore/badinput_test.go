@@ -69,15 +69,32 @@ func makeArchive(t *testing.T, ref string, layers [][]byte, edit func(files []ar
 	return buf.Bytes()
 }
 
-// loadWays are the two ways a load reads an archive: at any offset (a file,
-// or bytes in memory: the layers are read in parallel after the headers)
-// and as a stream (a pipe, an HTTP body: each layer as it comes).
+// loadWays are the ways a load reads an archive: at any offset (bytes in
+// memory, or a file, which it maps: the layers are read in parallel after
+// the headers) and as a stream (a pipe, an HTTP body: each layer as it
+// comes).
 var loadWays = []struct {
 	name   string
-	reader func([]byte) io.Reader
+	reader func(*testing.T, []byte) io.Reader
 }{
-	{"random-access", func(b []byte) io.Reader { return bytes.NewReader(b) }},
-	{"streamed", func(b []byte) io.Reader { return struct{ io.Reader }{bytes.NewReader(b)} }},
+	{"random-access", func(_ *testing.T, b []byte) io.Reader { return bytes.NewReader(b) }},
+	{"mapped file", openArchive},
+	{"streamed", func(_ *testing.T, b []byte) io.Reader { return struct{ io.Reader }{bytes.NewReader(b)} }},
+}
+
+// openArchive is b as an open file, closed when the test ends.
+func openArchive(t *testing.T, b []byte) io.Reader {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "archive.tar")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
 }
 
 // Acceptance 3: broken input gets a precise error and leaves the store as it
@@ -148,7 +165,7 @@ func TestBrokenInputLeavesStoreAsItWas(t *testing.T) {
 	for _, c := range cases {
 		for _, how := range loadWays {
 			t.Run(c.name+"/"+how.name, func(t *testing.T) {
-				_, err := s.Load(ctx, how.reader(c.input))
+				_, err := s.Load(ctx, how.reader(t, c.input))
 				if err == nil {
 					t.Fatal("load succeeded")
 				}
@@ -222,7 +239,7 @@ func TestDiskFullDuringLoad(t *testing.T) {
 	// load keeps no blob beside the layer: it is the layer's split).
 	big := imagetest.Tar(t, []imagetest.Entry{{Name: "big", Data: strings.Repeat("0123456789abcdef", 450<<10)}})
 	for _, how := range loadWays {
-		_, err = s.Load(ctx, how.reader(makeArchive(t, "berth-test/big:1", [][]byte{small, big}, nil)))
+		_, err = s.Load(ctx, how.reader(t, makeArchive(t, "berth-test/big:1", [][]byte{small, big}, nil)))
 		t.Logf("%s: error: %v", how.name, err)
 		// Layers unpack while their blobs are written, so the disk may fill
 		// up in either: the error names the layer's tar entry or the

@@ -92,6 +92,24 @@ func TestLoadedLayersKeepTheirBlobsAsSplits(t *testing.T) {
 	if ents, _ := os.ReadDir(filepath.Join(other.Root(), "content", "ingest")); len(ents) != 0 {
 		t.Errorf("streamed load left %d spooled blobs", len(ents))
 	}
+	// From a file, which the load maps and unpacks in place.
+	mapped, err := image.Open(filepath.Join(t.TempDir(), "mapped"), image.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mapped.Close()
+	if _, err := mapped.Load(ctx, openArchive(t, saved.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	if got := exportManifest(t, mapped, "berth-test/split:1"); !slices.Equal(got, want) {
+		t.Fatalf("saved and loaded again from a file:\n%s", diff(want, got))
+	}
+	for _, d := range layers {
+		if info, err := mapped.Content.Info(d); err != nil || !info.Split {
+			t.Errorf("load from a file: layer blob %s: %+v %v, want a split", d, info, err)
+		}
+	}
+	check(t, mapped)
 	// A layer with an entry that replaces another cannot give its stream
 	// back: its blob is stored plain, both ways.
 	dup := imagetest.Tar(t, []imagetest.Entry{{Name: "f", Data: "first"}, {Name: "f", Data: "second"}})
@@ -100,7 +118,7 @@ func TestLoadedLayersKeepTheirBlobsAsSplits(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := st.Load(ctx, how.reader(makeArchive(t, "berth-test/dup:1", [][]byte{dup}, nil))); err != nil {
+		if _, err := st.Load(ctx, how.reader(t, makeArchive(t, "berth-test/dup:1", [][]byte{dup}, nil))); err != nil {
 			t.Fatal(err)
 		}
 		if info, err := st.Content.Info(digest.FromBytes(dup)); err != nil || info.Split {
@@ -190,7 +208,7 @@ func TestLoadLayerNamedBySHA512(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Load(context.Background(), how.reader(archive)); err != nil {
+		if _, err := s.Load(context.Background(), how.reader(t, archive)); err != nil {
 			t.Errorf("%s: %v", how.name, err)
 		} else if info, err := s.Content.Info(d512); err != nil || info.Split {
 			t.Errorf("%s: blob %s: %+v %v, want it plain", how.name, d512, info, err)
