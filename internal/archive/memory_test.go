@@ -1,7 +1,13 @@
 package archive
 
 import (
+	"archive/tar"
+	"bytes"
+	"context"
 	"errors"
+	"fmt"
+	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -75,27 +81,14 @@ func TestUnpackMemoryFault(t *testing.T) {
 		{"cut to nothing", 0, ErrMemoryFault},
 		{"cut in a file", 8192, nil},
 	} {
-		p := filepath.Join(t.TempDir(), "archive.tar")
-		if err := os.WriteFile(p, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		f, err := os.OpenFile(p, os.O_RDWR, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := unix.Mmap(int(f.Fd()), 0, len(data), unix.PROT_READ, unix.MAP_SHARED)
-		if err != nil {
-			t.Fatal(err)
-		}
+		f, m := mappedFile(t, data)
 		if err := f.Truncate(int64(tc.cut)); err != nil {
 			t.Fatal(err)
 		}
-		_, err = unpackVia(viaMemory, m, t.TempDir(), UnpackOptions{Split: true})
+		_, err := unpackVia(viaMemory, m, t.TempDir(), UnpackOptions{Split: true})
 		if err == nil || (tc.wantIs != nil && !errors.Is(err, tc.wantIs)) {
 			t.Errorf("%s: Unpack: %v, want an error (%v)", tc.name, err, tc.wantIs)
 		}
-		unix.Munmap(m)
-		f.Close()
 	}
 	// Outside an Unpack of Memory, a fault is not caught.
 	if debugPanicOnFault() {
@@ -126,8 +119,127 @@ func TestMemorySeek(t *testing.T) {
 	if _, err := m.Seek(-1, 0); err == nil {
 		t.Error("a negative position taken")
 	}
-	if _, ok := m.content(1); ok {
+	if m.content(1) {
 		t.Error("content past the end")
+	}
+	// A seek that would overflow lands past any end.
+	if pos, err := m.Seek(math.MaxInt64, io.SeekCurrent); pos != math.MaxInt64 || err != nil {
+		t.Errorf("Seek(MaxInt64) = %d, %v", pos, err)
+	}
+	if n, err := m.Read(buf); n != 0 || err != io.EOF {
+		t.Errorf("Read after it = %d, %v", n, err)
+	}
+}
+
+// TestUnpackMemoryHugeSize: an entry whose size passes any stream (base-256
+// header) is a truncated stream on every path.
+func TestUnpackMemoryHugeSize(t *testing.T) {
+	h := rawHeader(".wh.x", tar.TypeReg, 0)
+	copy(h[124:136], []byte{0x80, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	copy(h[148:], "        ")
+	sum := 0
+	for _, c := range h {
+		sum += int(c)
+	}
+	copy(h[148:], fmt.Sprintf("%06o\x00 ", sum))
+	data := append(mkTar(t, reg("a", "a"))[:1024], h...)
+	data = append(data, make([]byte, 2048)...)
+	for _, p := range readPaths {
+		if _, err := unpackVia(p, data, t.TempDir(), UnpackOptions{}); !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Errorf("%s: %v, want unexpected EOF", p, err)
+		}
+	}
+}
+
+// TestUnpackMemoryReadFirst: a Memory stream read in part before Unpack is
+// unpacked from where it is: what was read is neither hashed nor kept.
+func TestUnpackMemoryReadFirst(t *testing.T) {
+	layer := mkTar(t, reg("a", "a"), reg("b", "b"))
+	r := Memory(append([]byte("header of something else\n"), layer...))
+	if _, err := io.ReadFull(r, make([]byte, len("header of something else\n"))); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	st, err := Unpack(context.Background(), r, dir, UnpackOptions{Split: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.DiffID != digest.FromBytes(layer) {
+		t.Errorf("diff ID %s, not the layer's %s", st.DiffID, digest.FromBytes(layer))
+	}
+	if got, err := rebuild(t, st.Split, dir); err != nil || !bytes.Equal(got, layer) {
+		t.Errorf("rebuilt %d bytes (%v), want the layer's %d", len(got), err, len(layer))
+	}
+}
+
+// TestUnpackMemoryChanging: a mapped archive written to while it is
+// unpacked gives a tree and a split that are the stream its diff ID is the
+// digest of: every byte is read from the mapping once, and that copy is
+// hashed, written and kept. (Reading the mapping again to hash, after the
+// write read it, gave trees that did not match their digest.)
+func TestUnpackMemoryChanging(t *testing.T) {
+	data := mkTar(t, reg("a", "a"), reg("big", strings.Repeat("A", 16<<20)), reg(".wh.w", strings.Repeat("W", 4096)), reg("z", "z"))
+	f, m := mappedFile(t, data)
+	unpacked := 0
+	for round := range 5 {
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			// Flip a byte in every piece of the content, the whiteout's
+			// data and the headers, over and over.
+			defer close(done)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				for off := int64(0); off < int64(len(data)); off += 64 << 10 {
+					f.WriteAt([]byte{byte('A' + i%2)}, off+700)
+				}
+			}
+		}()
+		dir := t.TempDir()
+		st, err := unpackVia(viaMemory, m, dir, UnpackOptions{Split: true})
+		close(stop)
+		<-done
+		if err != nil {
+			continue // a header changed into nonsense: refused, fine
+		}
+		unpacked++
+		if st.Split == nil {
+			t.Fatalf("round %d: no split", round)
+		}
+		got, err := rebuild(t, st.Split, dir)
+		if err != nil {
+			t.Fatalf("round %d: Rebuild: %v", round, err)
+		}
+		if d := digest.FromBytes(got); d != st.DiffID {
+			t.Errorf("round %d: the tree and split give %s, the unpacking hashed %s", round, d, st.DiffID)
+		}
+		if _, err := f.WriteAt(data, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if unpacked == 0 {
+		t.Error("no round unpacked")
+	}
+}
+
+// TestUnpackMemoryFaultCompressed: a compressed Memory stream is read on
+// the caller's goroutine, where a fault is caught too.
+func TestUnpackMemoryFaultCompressed(t *testing.T) {
+	big := make([]byte, 4<<20)
+	for i := range big {
+		big[i] = byte(i * 7919 >> 3)
+	}
+	data := compress(t, mkTar(t, reg("big", string(big))), Gzip)
+	f, m := mappedFile(t, data)
+	if err := f.Truncate(int64(len(data) / 2)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unpackVia(viaMemory, m, t.TempDir(), UnpackOptions{}); !errors.Is(err, ErrMemoryFault) {
+		t.Errorf("Unpack: %v, want ErrMemoryFault", err)
 	}
 }
 
@@ -136,4 +248,25 @@ func debugPanicOnFault() bool {
 	old := debug.SetPanicOnFault(false)
 	debug.SetPanicOnFault(old)
 	return old
+}
+
+// mappedFile writes data to a file and maps it; both are closed when the
+// test ends.
+func mappedFile(t *testing.T, data []byte) (*os.File, []byte) {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "archive")
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	m, err := unix.Mmap(int(f.Fd()), 0, len(data), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Munmap(m) })
+	return f, m
 }

@@ -44,29 +44,18 @@ const (
 )
 
 // splitRecorder sits between the stream and the tar reader and keeps what
-// the tar reader reads outside of files' content. For a Memory stream it
-// is not in the way: it takes what lies between files from the memory.
+// the tar reader reads outside of files' content. A Memory stream hands it
+// what it consumes instead (r is nil then).
 type splitRecorder struct {
 	r      io.Reader
 	raw    []byte // bytes read since the last record
 	out    bytes.Buffer
 	data   bool // the unpacker is reading a file's content
 	broken bool // the stream cannot be rebuilt from the tree
-	// mem is the Memory stream the tar reader reads, when it is one;
-	// mem.b[:recorded] is in the split (or the content of a file).
-	mem      *memStream
-	recorded int64
 }
 
 func newSplitRecorder(r io.Reader) *splitRecorder {
 	s := &splitRecorder{r: r}
-	s.out.WriteString(splitMagic)
-	return s
-}
-
-// newMemorySplit records the split of a Memory stream.
-func newMemorySplit(m *memStream) *splitRecorder {
-	s := &splitRecorder{mem: m}
 	s.out.WriteString(splitMagic)
 	return s
 }
@@ -97,16 +86,6 @@ func (s *splitRecorder) addRaw(b []byte) {
 	s.raw = append(s.raw, b...)
 }
 
-// memoryRaw keeps what a Memory stream holds from the end of the last file
-// to end.
-func (s *splitRecorder) memoryRaw(end int64) {
-	end = min(end, int64(len(s.mem.b)))
-	if end > s.recorded {
-		s.addRaw(s.mem.b[s.recorded:end])
-		s.recorded = end
-	}
-}
-
 // flushRaw ends the run of bytes read so far as a record.
 func (s *splitRecorder) flushRaw() {
 	if len(s.raw) == 0 {
@@ -121,10 +100,6 @@ func (s *splitRecorder) flushRaw() {
 // file notes that the next size bytes read are the content of the file at
 // name, and has them read past the record (until endFile).
 func (s *splitRecorder) file(name string, size int64) {
-	if s.mem != nil {
-		s.memoryRaw(s.mem.pos)
-		s.recorded = s.mem.pos + size
-	}
 	if s.broken {
 		return
 	}
@@ -142,9 +117,6 @@ func (s *splitRecorder) endFile() { s.data = false }
 
 // finish returns the encoded split, nil when the stream cannot be rebuilt.
 func (s *splitRecorder) finish() []byte {
-	if s.mem != nil {
-		s.memoryRaw(int64(len(s.mem.b)))
-	}
 	if s.broken {
 		return nil
 	}

@@ -17,7 +17,7 @@ import (
 )
 
 // readPath is how Unpack reads a stream: through its read-ahead, from
-// memory (InMemory), or in place (Memory).
+// memory (InMemory), or from the memory it is (Memory).
 type readPath int
 
 const (
@@ -200,13 +200,15 @@ func TestSplitTreeChanged(t *testing.T) {
 			return os.Mkdir(filepath.Join(dir, "a"), 0o755)
 		},
 	} {
-		dir := t.TempDir()
-		st := splitUnpack(t, data, dir, viaMemory)
-		if err := change(dir); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := rebuild(t, st.Split, dir); !errors.Is(err, ErrSplitMismatch) {
-			t.Errorf("%s: Rebuild: %v, want ErrSplitMismatch", name, err)
+		for _, p := range readPaths {
+			dir := t.TempDir()
+			st := splitUnpack(t, data, dir, p)
+			if err := change(dir); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := rebuild(t, st.Split, dir); !errors.Is(err, ErrSplitMismatch) {
+				t.Errorf("%s, %s: Rebuild: %v, want ErrSplitMismatch", name, p, err)
+			}
 		}
 	}
 	if _, err := rebuild(t, []byte("not a split"), t.TempDir()); err == nil {

@@ -115,12 +115,17 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); retur
 // of extraction; it is done with r when it returns. The stream is read to
 // its end, so that UnpackStats.DiffID covers all of it.
 func Unpack(ctx context.Context, r io.Reader, dir string, opts UnpackOptions) (_ UnpackStats, err error) {
-	// A Memory stream that is not compressed is read in place.
+	// A Memory stream that is not compressed is read from the memory; a
+	// compressed one is decompressed on this goroutine, where a fault
+	// reading it is caught.
 	var mem *memStream
 	if m, ok := r.(*memStream); ok {
-		defer catchFault(debug.SetPanicOnFault(true), &err)
-		if DetectCompression(m.b[min(m.pos, int64(len(m.b))):min(m.pos+peekSize, int64(len(m.b)))]) == Uncompressed {
+		defer catchFault(m, debug.SetPanicOnFault(true), &err)
+		m.consumed, m.ctx = int(min(m.pos, int64(len(m.b)))), ctx
+		if DetectCompression(m.b[m.consumed:min(m.consumed+peekSize, len(m.b))]) == Uncompressed {
 			mem = m
+		} else {
+			opts.InMemory = true
 		}
 	}
 	var rc io.ReadCloser = io.NopCloser(mem)
@@ -174,7 +179,8 @@ func Unpack(ctx context.Context, r io.Reader, dir string, opts UnpackOptions) (_
 	}
 	if opts.Split && comp == Uncompressed && opts.Whiteouts == WhiteoutOverlay {
 		if mem != nil {
-			u.split = newMemorySplit(mem)
+			u.split = newSplitRecorder(nil)
+			mem.split = u.split
 		} else {
 			u.split = newSplitRecorder(stream)
 			stream = u.split
@@ -238,7 +244,8 @@ type unpacker struct {
 	// split records the layer's split; UnpackOptions.Split only.
 	split *splitRecorder
 	// mem is the stream when it is an uncompressed Memory stream: files'
-	// content is written from it in place.
+	// content is copied out of it by writeContent, not read through the tar
+	// reader.
 	mem *memStream
 }
 
@@ -568,46 +575,46 @@ func (u *unpacker) mkdir(pfd int, name, base string, hdr *tar.Header) error {
 	return nil
 }
 
-func (u *unpacker) file(pfd int, name, base string, hdr *tar.Header, r io.Reader) error {
+func (u *unpacker) file(pfd int, name, base string, hdr *tar.Header, r io.Reader) (err error) {
 	fd := -1
 	perm, chown, chmod := u.made.file(hdr, u.parentGid(pfd))
-	err := u.create(pfd, base, false, func() (err error) {
+	err = u.create(pfd, base, false, func() (err error) {
 		fd, err = unix.Openat(pfd, base, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm)
 		return err
 	})
 	if err != nil {
 		return os.NewSyscallError("openat", err)
 	}
+	// Deferred: a fault reading a Memory stream panics through here.
+	defer func() {
+		if cerr := unix.Close(fd); err == nil && cerr != nil {
+			err = os.NewSyscallError("close", cerr)
+		}
+		if err == nil {
+			u.stats.Bytes += hdr.Size
+		}
+	}()
 	if u.split != nil {
 		u.split.file(name, hdr.Size)
 	}
-	if data, ok := u.inPlace(hdr); ok {
-		err = u.mem.writeContent(fd, data)
+	if u.inPlace(hdr) {
+		err = u.mem.writeContent(fd, hdr.Size)
 	} else {
 		err = u.copyData(fd, r, hdr.Size)
 	}
 	if u.split != nil {
 		u.split.endFile()
 	}
-	if err == nil {
-		err = setFileMeta(fd, hdr, chown, chmod)
+	if err != nil {
+		return err
 	}
-	if cerr := unix.Close(fd); err == nil && cerr != nil {
-		err = os.NewSyscallError("close", cerr)
-	}
-	if err == nil {
-		u.stats.Bytes += hdr.Size
-	}
-	return err
+	return setFileMeta(fd, hdr, chown, chmod)
 }
 
-// inPlace returns the content of a regular file in a Memory stream, to
-// be written from where it is; the tar reader skips it after.
-func (u *unpacker) inPlace(hdr *tar.Header) ([]byte, bool) {
-	if u.mem == nil || hdr.Typeflag != tar.TypeReg || Sparse(hdr) {
-		return nil, false
-	}
-	return u.mem.content(hdr.Size)
+// inPlace says whether the content of a regular file is written from the
+// Memory stream it is in; the tar reader skips it after.
+func (u *unpacker) inPlace(hdr *tar.Header) bool {
+	return u.mem != nil && hdr.Typeflag == tar.TypeReg && !Sparse(hdr) && u.mem.content(hdr.Size)
 }
 
 // copyData copies size bytes of the entry's content from r to fd, in

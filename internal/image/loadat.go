@@ -108,8 +108,8 @@ func (o *op) readArchiveAt(ctx context.Context, ra randomAccess) (in *inArchive,
 		return nil, true, errdefs.Invalid("the archive is empty")
 	}
 	// The layers are unpacked from the archive mapped into memory where it
-	// can be (a regular file): their content is written from there, with
-	// no copy out of it first (archive.Memory). finish waits for every
+	// can be (a regular file): each byte is copied out of the mapping once,
+	// with no read system call (archive.Memory). finish waits for every
 	// layer before the mapping goes.
 	if f, ok := ra.(*os.File); ok {
 		if m, err := unix.Mmap(int(f.Fd()), 0, int(end), unix.PROT_READ, unix.MAP_SHARED); err == nil {
@@ -231,9 +231,14 @@ func (o *op) storeLayerAt(ctx context.Context, ra io.ReaderAt, l *layerAt) {
 	}
 	opts := archive.UnpackOptions{Prehashed: !split && splittable(l.expected), InMemory: true, Split: split}
 	if split && l.mem != nil {
-		// Unpack hashes the layer in place, each piece after writing it.
+		// Unpack copies the layer out of the mapping a piece at a time,
+		// and hashes, writes and records that one copy.
 		unix.Madvise(l.pages, unix.MADV_WILLNEED)
 		r.stats, r.err = archive.Unpack(e.ctx, archive.Memory(l.mem), r.staging.Dir, opts)
+		if errors.Is(r.err, archive.ErrMemoryFault) {
+			// The archive was cut short: there is nothing to store.
+			err = r.err
+		}
 	} else {
 		f := &chunkReader{e: e, src: sec.read}
 		// A split layer is hashed by Unpack as it reads, while each chunk
