@@ -3,11 +3,12 @@
 //
 // On kernels whose file systems cache files in large folios (ext4 since
 // Linux 6.16), the size of a write sets the size of the folios it
-// allocates. On the virtual machines berth is measured on (virtio-balloon
+// allocates. On the virtual machine berth is measured on (virtio-balloon
 // with free page reporting), writes of 1 MiB ran 2.5 to 5 times slower
-// than writes of 512 KiB or less, at random, while tar's 10 KiB writes
-// never were (docs/benchmarks.md, "Session 20"). Pieces of Max bytes cost
-// four system calls per MiB more, and nothing measurable elsewhere.
+// than smaller ones, at random; writes of 256 KiB now and then; writes of
+// 64 KiB and less never in our runs, nor did tar's 10 KiB
+// (docs/benchmarks.md, "Session 20"). Pieces of Max bytes cost fifteen
+// more system calls per MiB than one, and nothing measurable elsewhere.
 package pagewrite
 
 import (
@@ -18,7 +19,7 @@ import (
 )
 
 // Max is the most one write system call is given.
-const Max = 256 << 10
+const Max = 64 << 10
 
 // Write writes all of b to fd, in pieces of at most Max bytes, retrying
 // short and interrupted writes.
