@@ -112,8 +112,9 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); retur
 // callers unpack into a temporary directory and remove it.
 //
 // Unpack reads and decompresses r on a goroutine of its own, a little ahead
-// of extraction; it is done with r when it returns. The stream is read to
-// its end, so that UnpackStats.DiffID covers all of it.
+// of extraction (unless opts.InMemory, or r is a Memory stream, which are
+// read on the caller's goroutine); it is done with r when it returns. The
+// stream is read to its end, so that UnpackStats.DiffID covers all of it.
 func Unpack(ctx context.Context, r io.Reader, dir string, opts UnpackOptions) (_ UnpackStats, err error) {
 	// A Memory stream that is not compressed is read from the memory; a
 	// compressed one is decompressed on this goroutine, where a fault
