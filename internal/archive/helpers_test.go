@@ -142,7 +142,7 @@ func (s *sandbox) checkConfined(t testing.TB) {
 
 func unpack(t testing.TB, data []byte, dir string, mode WhiteoutMode) (UnpackStats, error) {
 	t.Helper()
-	return Unpack(context.Background(), bytes.NewReader(data), dir, UnpackOptions{Whiteouts: mode})
+	return unpackVia(viaReadAhead, data, dir, UnpackOptions{Whiteouts: mode})
 }
 
 func mustUnpack(t testing.TB, data []byte, dir string, mode WhiteoutMode) UnpackStats {

@@ -129,8 +129,7 @@ func Unpack(ctx context.Context, r io.Reader, dir string, opts UnpackOptions) (_
 			opts.InMemory = true
 		}
 	}
-	var rc io.ReadCloser = io.NopCloser(mem)
-	comp := Uncompressed
+	rc, comp := io.NopCloser(r), Uncompressed
 	if mem == nil {
 		if rc, comp, err = DecompressStream(r); err != nil {
 			return UnpackStats{}, err
