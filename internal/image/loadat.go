@@ -199,11 +199,12 @@ func (o *op) storeLayersAt(ctx context.Context, ra io.ReaderAt, layers []*layerA
 var errLayerSkipped = errors.New("not read: another layer failed")
 
 // storeLayerAt stores the blob of one layer and unpacks it, reading it
-// once, on one goroutine. An uncompressed layer keeps its blob as its
-// split (content.Store.PutSplit), so it is written once; where the split
-// cannot be had (an entry replaced another; this is no layer after all),
-// the blob is stored from the archive, read once more. A compressed
-// layer's blob is written as its chunks are read.
+// once (from the mapped archive when it is mapped), on one goroutine. An
+// uncompressed layer keeps its blob as its split (content.Store.PutSplit),
+// so it is written once; where the split cannot be had (an entry replaced
+// another; this is no layer after all), the blob is stored from the
+// archive, read once more. A compressed layer's blob is written as its
+// chunks are read.
 func (o *op) storeLayerAt(ctx context.Context, ra io.ReaderAt, l *layerAt) {
 	e := o.early
 	st, r := l.st, l.st.result
